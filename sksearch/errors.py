@@ -1,0 +1,82 @@
+"""User-facing errors: one message naming the file and key, exit status 2, no traceback."""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from typing import Any, Callable
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a key, a flag). Printed without a traceback."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        self.file = file
+        self.key = key
+        self.detail = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = ": ".join(p for p in (self.file, self.key) if p)
+        return f"{where}: {self.detail}" if where else self.detail
+
+    def in_file(self, file: str) -> "UserError":
+        """The same error, attributed to `file` (when it has no file yet)."""
+        return self if self.file else UserError(self.detail, file=file, key=self.key)
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a dotted key: ('sk', 'branches', 1, 'kernel') -> sk.branches[1].kernel."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "union[")) or part in ("int", "str", "float", "bool", "list[...]", "dict[...]"):
+            continue  # pydantic's internal validator names, meaningless to a user
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def from_validation_error(exc: Any, file: str | None = None, prefix: str = "") -> UserError:
+    """The first problem of a pydantic ValidationError as a UserError naming its key."""
+    err = exc.errors(include_url=False)[0]
+    key = format_loc(err["loc"])
+    if prefix:
+        key = f"{prefix}.{key}" if key else prefix
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    # Model-level checks say which key they mean as "key: message"; fold it into the key path.
+    m = re.match(r"^([A-Za-z_][\w.\[\]]*): (.*)$", msg, flags=re.S)
+    if m and err["type"] == "value_error":
+        key = f"{key}.{m.group(1)}" if key and not m.group(1).startswith(key + ".") else m.group(1)
+        msg = m.group(2)
+    if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    more = len(exc.errors()) - 1
+    if more > 0:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return UserError(msg, file=file, key=key or None)
+
+
+def cli_entry(fn: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a command's main(): user errors print one line and exit 2; Ctrl-C exits 130."""
+
+    @functools.wraps(fn)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return int(fn(argv) or 0)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper

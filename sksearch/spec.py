@@ -1,0 +1,322 @@
+"""ArchSpec: the one description of an architecture that flows through sksearch.
+
+The search space produces it, the builder consumes it, the complexity counter measures it, the storage
+records it (as a dict), the exporter rescales it. YAML layout: see ../shared/design/architecture.md.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sksearch.errors import UserError, from_validation_error
+
+Backbone = Literal["resnext", "resnext_cifar", "shufflenet_v2"]
+Groups = Union[int, Literal["depthwise"]]
+
+# ShuffleNetV2 stage widths by multiplier (Ma et al. 2018, Table 5); the final 1x1 conv is 1024 except 2.0x.
+SHUFFLENET_WIDTHS: dict[float, tuple[list[int], int]] = {
+    0.5: ([48, 96, 192], 1024),
+    1.0: ([116, 232, 464], 1024),
+    1.5: ([176, 352, 704], 1024),
+    2.0: ([244, 488, 976], 2048),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+
+
+class Branch(_Strict):
+    """One path of an SK unit: conv(kernel, dilation, groups) -> BN -> optional ReLU."""
+
+    kernel: int = Field(3, description="odd kernel size")
+    dilation: int = Field(1, ge=1)
+    groups: Groups | None = Field(None, description="this path's group count; default: sk.G")
+    relu: bool = True
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v < 1 or v % 2 == 0:
+            raise ValueError("kernel must be an odd integer >= 1 (padding keeps the spatial size)")
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _positive_groups(cls, v: Groups | None) -> Groups | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("groups must be >= 1 or 'depthwise'")
+        return v
+
+    @property
+    def name(self) -> str:
+        """The paper's short name: K3 (3x3), K5 (3x3 dilation 2), K7 (3x3 dilation 3); else e.g. 5x5d1."""
+        if self.kernel == 3:
+            return f"K{1 + 2 * self.dilation}"
+        return f"{self.kernel}x{self.kernel}" + (f"d{self.dilation}" if self.dilation > 1 else "")
+
+
+class SKConfig(_Strict):
+    """The SK unit's settings, shared by every unit of the network."""
+
+    G: Groups = Field(32, description="groups per path (cardinality); 'depthwise' = one group per channel")
+    r: int = Field(16, ge=1, description="reduction ratio")
+    L: int = Field(32, ge=1, description="minimum attention width; d = max(C // r, L)")
+    attention: Literal["softmax", "sum"] = "softmax"
+    branches: list[Branch] = Field(default_factory=lambda: [Branch(), Branch(dilation=2)])
+
+    @field_validator("G")
+    @classmethod
+    def _positive_g(cls, v: Groups) -> Groups:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("G must be >= 1 or 'depthwise'")
+        return v
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> "SKConfig":
+        if not self.branches:
+            raise ValueError("branches: an SK unit needs at least one path (M >= 1)")
+        if self.attention == "softmax" and len(self.branches) == 1:
+            raise ValueError(
+                "attention: softmax over a single path is always 1 (degenerate); use attention: sum for M = 1"
+            )
+        return self
+
+    @property
+    def M(self) -> int:
+        return len(self.branches)
+
+    def attention_width(self, channels: int) -> int:
+        """d = max(C / r, L), the width of the fuse layer."""
+        return max(channels // self.r, self.L)
+
+    def groups_for(self, branch: Branch, channels: int) -> int:
+        g = self.G if branch.groups is None else branch.groups
+        return channels if g == "depthwise" else int(g)
+
+    def label(self) -> str:
+        g = "dw" if self.G == "depthwise" else self.G
+        paths = "+".join(b.name for b in self.branches)
+        att = "" if self.attention == "softmax" else ", sum"
+        return f"SK[{self.M}, {g}, {self.r}] L={self.L} {paths}{att}"
+
+
+class ArchSpec(_Strict):
+    """A complete architecture: backbone layout plus the SK unit's settings."""
+
+    backbone: Backbone
+    depths: list[int] = Field(description="units per stage")
+    widths: list[int] = Field(description="inner width of each stage (resnext) or stage output (shufflenet_v2)")
+    out_channels: list[int] | None = Field(None, description="unit outputs per stage (resnext layouts only)")
+    num_classes: int = Field(1000, ge=1)
+    input_size: list[int] = Field(default_factory=lambda: [3, 224, 224])
+    stem_channels: int | None = Field(None, ge=1, description="default: 64 (resnext), 24 (shufflenet_v2)")
+    final_channels: int | None = Field(None, ge=1, description="shufflenet_v2's last 1x1 conv (default 1024)")
+    width_mult: float | None = Field(None, description="shufflenet_v2: sets widths from the standard table")
+    sk: SKConfig = Field(default_factory=SKConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_shufflenet_widths(cls, data: Any) -> Any:
+        # width_mult is a convenience: it fills widths/final_channels when they are not given.
+        if isinstance(data, dict) and data.get("backbone") == "shufflenet_v2" and data.get("width_mult") is not None:
+            try:
+                mult = float(data["width_mult"])
+            except (TypeError, ValueError):
+                return data  # the field validator reports the type
+            if mult not in SHUFFLENET_WIDTHS:
+                raise ValueError(f"width_mult must be one of {sorted(SHUFFLENET_WIDTHS)} (got {data['width_mult']!r})")
+            widths, final = SHUFFLENET_WIDTHS[mult]
+            data = dict(data)
+            data.setdefault("widths", list(widths))
+            data.setdefault("final_channels", final)
+        return data
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> "ArchSpec":
+        n = len(self.depths)
+        if n == 0:
+            raise ValueError("depths: at least one stage is needed")
+        if any(d < 1 for d in self.depths):
+            raise ValueError(f"depths: every stage needs at least one unit (got {self.depths})")
+        if len(self.widths) != n:
+            raise ValueError(f"widths: {len(self.widths)} entries for {n} stages (depths has {n})")
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"widths: must be positive (got {self.widths})")
+        if len(self.input_size) != 3 or any(v < 1 for v in self.input_size):
+            raise ValueError(f"input_size: expected [channels, height, width] of positive ints (got {self.input_size})")
+        if self.backbone == "shufflenet_v2":
+            if self.out_channels is not None:
+                raise ValueError("out_channels: not used by shufflenet_v2 (widths are the stage outputs)")
+            if any(w % 2 for w in self.widths):
+                raise ValueError(f"widths: shufflenet_v2 splits channels in half, widths must be even (got {self.widths})")
+        else:
+            if self.width_mult is not None or self.final_channels is not None:
+                key = "width_mult" if self.width_mult is not None else "final_channels"
+                raise ValueError(f"{key}: only used by shufflenet_v2")
+            if self.out_channels is None:
+                raise ValueError("out_channels: required for the resnext layouts")
+            if len(self.out_channels) != n:
+                raise ValueError(f"out_channels: {len(self.out_channels)} entries for {n} stages")
+        for ch in self.sk_channels():
+            for i, b in enumerate(self.sk.branches):
+                g = self.sk.G if b.groups is None else b.groups
+                if g != "depthwise" and ch % int(g):
+                    key = "sk.G" if b.groups is None else f"sk.branches[{i}].groups"
+                    raise ValueError(f"{key}: {g} groups do not divide the SK width {ch} (widths: {self.sk_channels()})")
+        return self
+
+    # -- derived values ---------------------------------------------------------------------------------
+    @property
+    def M(self) -> int:
+        return self.sk.M
+
+    def stem_width(self) -> int:
+        if self.stem_channels is not None:
+            return self.stem_channels
+        return 24 if self.backbone == "shufflenet_v2" else 64
+
+    def sk_channels(self) -> list[int]:
+        """Every distinct channel count an SK unit of this network runs at."""
+        if self.backbone != "shufflenet_v2":
+            return sorted(set(self.widths))
+        # ShuffleNetV2: the right branch runs at width/2; a downsampling unit's left branch at its input width.
+        ins = [self.stem_width()] + self.widths[:-1]
+        return sorted(set(w // 2 for w in self.widths) | set(ins))
+
+    def label(self) -> str:
+        return f"{self.backbone} {self.depths} {self.sk.label()}"
+
+    # -- (de)serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def key(self) -> str:
+        """A canonical string, equal for equal specs (a cache key)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, file: str | None = None, prefix: str = "") -> "ArchSpec":
+        if not isinstance(data, dict):
+            raise UserError(f"expected a mapping of spec keys, got {type(data).__name__}", file=file, key=prefix or None)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise from_validation_error(exc, file=file, prefix=prefix) from None
+
+    def replace(self, **overrides: Any) -> "ArchSpec":
+        """A validated copy with dotted-key overrides: spec.replace(**{'sk.r': 8})."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            set_dotted(data, key, value)
+        return ArchSpec.from_dict(data)
+
+
+class _SpecDumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_short_lists(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    # [3, 4, 6, 3] reads better inline; lists of mappings (branches) stay in block style.
+    flow = all(isinstance(v, (int, float, str, bool)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_SpecDumper.add_representer(list, _flow_short_lists)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_SpecDumper, sort_keys=False, default_flow_style=False)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; syntax errors become a UserError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"YAML syntax error: {where}{problem}", file=str(path)) from None
+
+
+def parse_yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot parse {text!r} as a YAML value: {exc}") from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set data['a']['b'][1]['c'] from 'a.b.1.c' (integer parts index lists)."""
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            try:
+                idx = int(part)
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            except (ValueError, IndexError):
+                raise UserError(f"{part!r} is not a valid index into a list of {len(node)}", key=key) from None
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise UserError(f"cannot set {part!r} inside a {type(node).__name__}", key=key)
+
+
+def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply `--set key=value` strings (YAML values) to a spec dict; returns a new dict."""
+    data = copy.deepcopy(data)
+    for item in assignments:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        key, _, raw = item.partition("=")
+        set_dotted(data, key.strip(), parse_yaml_value(raw))
+    return data
+
+
+def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSpec:
+    """A preset name or a spec YAML file, with optional `key=value` overrides, validated."""
+    from sksearch.models.presets import PRESETS, preset_dict
+
+    text = str(name_or_path)
+    if text in PRESETS:
+        data, file = preset_dict(text), None
+    else:
+        path = Path(text)
+        if not path.exists():
+            if path.suffix in (".yaml", ".yml") or "/" in text:
+                raise UserError("file not found", file=text)
+            raise UserError(f"unknown preset {text!r}; presets: {', '.join(sorted(PRESETS))}")
+        data, file = load_yaml(path), text
+        if isinstance(data, dict) and "spec" in data and "backbone" not in data:
+            data = data["spec"]  # an exported training config holds its spec under `spec`
+    if overrides:
+        if not isinstance(data, dict):
+            raise UserError("expected a mapping of spec keys", file=file)
+        data = apply_overrides(data, overrides)
+    return ArchSpec.from_dict(data, file=file)
