@@ -50,6 +50,27 @@ class DatasetConfig(_Block):
     workers: int = Field(4, ge=0)           # imagenet_subset DataLoader workers
     seed: int = 0                           # data generation and the validation split
 
+    def geometry(self, base_dir: Path | None = None) -> tuple[int, list[int]]:
+        """(num_classes, input_size) of this data set, so sampled specs can be fitted to it."""
+        if self.name in ("synthetic", "cifar10"):
+            return 10, [3, 32, 32]
+        if self.name == "cifar100":
+            return 100, [3, 32, 32]
+        root = Path(self.root) if base_dir is None or Path(self.root).is_absolute() else base_dir / self.root
+        if self.classes_file:
+            cf = Path(self.classes_file)
+            cf = cf if cf.is_absolute() or base_dir is None else base_dir / cf
+            try:
+                n = len([ln for ln in cf.read_text().splitlines() if ln.strip() and not ln.startswith("#")])
+            except OSError:
+                raise UserError(f"cannot read the class list {cf}", key="dataset.classes_file") from None
+        else:
+            train = root / "train"
+            if not train.is_dir():
+                raise UserError(f"no ImageNet-style folder at {train} (expected train/<wnid>/*.JPEG)", key="dataset.root")
+            n = sum(1 for d in train.iterdir() if d.is_dir())
+        return n, [3, self.resolution, self.resolution]
+
 
 class TrainConfig(_Block):
     """One trial's training recipe (defaults: the paper's CIFAR recipe, at a search-sized budget)."""
