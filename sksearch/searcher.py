@@ -1,0 +1,217 @@
+"""A Ray Tune Searcher over an Optuna study: define-by-run sampling from our SearchSpace, budget checks
+before any trial starts, and honest trial states (Ray's stock OptunaSearch tells early-stopped trials
+COMPLETE with partial values; here they are PRUNED).
+
+The Optuna storage is the single source of truth: the budget (n_trials) is counted there, so a rerun resumes
+and several drivers sharing one database run exactly n_trials between them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from sksearch import storage as st
+from sksearch.config import StudyConfig
+from sksearch.feasibility import sample_feasibility
+from sksearch.space import SearchSpace
+
+MAX_INFEASIBLE_IN_A_ROW = 500
+
+
+@dataclass
+class LiveTrial:
+    trial: optuna.Trial
+    label: str
+    params: int
+    macs: int
+    history: list[float] = field(default_factory=list)
+    epochs_done: int = 0
+
+
+class StudySearcher(Searcher):
+    def __init__(self, cfg: StudyConfig, space: SearchSpace, study: optuna.Study, storage: optuna.storages.RDBStorage,
+                 *, n_trials: int, on_event: Callable[[str, dict[str, Any]], None] | None = None):
+        super().__init__(metric="accuracy", mode="max")
+        self.cfg = cfg
+        self.space = space
+        self.study = study
+        self.storage = storage
+        self.n_trials = n_trials
+        self.max_epochs = cfg.max_epochs()
+        self.on_event = on_event or (lambda kind, info: None)
+        self.live: dict[str, LiveTrial] = {}
+        self.pending_errors: set[str] = set()
+        self.stop_reason: str | None = None
+        self.run_id = uuid.uuid4().hex[:12]  # tags the trials this driver ran (timing, debugging)
+        self.interrupted_replaced: list[int] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._last_wait = 0.0
+        self._beat = threading.Thread(target=self._heartbeat, name="sksearch-heartbeat", daemon=True)
+        self._beat.start()
+
+    # -- heartbeats: tell other drivers (and reruns) which RUNNING trials are alive -------------------------
+    def _heartbeat(self) -> None:
+        interval = self.storage.get_heartbeat_interval() or st.HEARTBEAT_INTERVAL
+        while not self._stop.wait(interval):
+            with self._lock:
+                ids = [lt.trial._trial_id for lt in self.live.values()]
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a finished trial or a passing database error: the next beat retries
+                    pass
+
+    def close(self) -> None:
+        """Stop beating; trials still live here (Ctrl-C, a crash) are failed now so a rerun replaces them
+        at once instead of waiting for their heartbeats to go stale."""
+        self._stop.set()
+        with self._lock:
+            leftovers = list(self.live.values())
+            self.live.clear()
+        for lt in leftovers:
+            try:
+                self.storage.set_trial_state_values(lt.trial._trial_id, state=TrialState.FAIL)
+            except Exception:
+                pass
+
+    # -- budget ---------------------------------------------------------------------------------------------
+    def _budget_state(self) -> tuple[int, int, bool]:
+        """(slots used, failures, whether other drivers hold RUNNING trials)."""
+        mine = {lt.trial._trial_id for lt in self.live.values()}
+        self.interrupted_replaced += st.mark_interrupted(self.storage, self.study, mine)
+        trials = self.study.get_trials(deepcopy=False)
+        used = sum(st.counts_toward_budget(t) for t in trials)
+        failures = sum(st.is_failure(t) for t in trials)
+        others_running = any(t.state == TrialState.RUNNING and t._trial_id not in mine for t in trials)
+        return used, failures, others_running
+
+    def _slot_is_mine(self, number: int) -> bool:
+        """After claiming: fewer than n_trials slots come before this trial's number. RUNNING trials of
+        other drivers with no verdict yet count as slots (pessimistic), so the budget is never exceeded."""
+        before = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number >= number:
+                continue
+            undecided = t.state == TrialState.RUNNING and not t.user_attrs.get("slot") and "infeasible" not in t.user_attrs
+            if st.counts_toward_budget(t) or undecided:
+                before += 1
+        return before < self.n_trials
+
+    # -- Ray Tune's Searcher API ----------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.stop_reason:
+            return Searcher.FINISHED
+        used, failures, others_running = self._budget_state()
+        if failures > self.cfg.tune.max_failures:
+            self.stop_reason = (f"{failures} trials failed (tune.max_failures is {self.cfg.tune.max_failures}); "
+                                "see their `error` in the storage or the dashboard")
+            return Searcher.FINISHED
+        if used >= self.n_trials:
+            if others_running:
+                # Another driver's trials, or a dead driver's not yet stale: wait and see whether they finish.
+                self._idle_wait()
+                return None
+            return Searcher.FINISHED
+        for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+            trial = self.study.ask()
+            # A RUNNING trial with no heartbeat row never goes stale: beat at once, so a crash right now is
+            # still detected by the next driver.
+            self.storage.record_heartbeat(trial._trial_id)
+            feas = sample_feasibility(self.space, trial, self.cfg)
+            if feas.constraints:
+                st.set_constraints(trial, feas.constraints)
+            spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
+            label = feas.spec.sk.label() if feas.spec is not None else "invalid"
+            st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
+                              None if feas.spec is None else _select_macs(feas.spec), self.max_epochs)
+            if not feas.feasible:
+                st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
+                self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
+                                             "params": feas.params, "macs": feas.macs})
+                continue
+            trial.set_user_attr("slot", True)
+            trial.set_user_attr("run_id", self.run_id)
+            if not self._slot_is_mine(trial.number):
+                # Another driver took the last slot between our count and our claim: give this one back.
+                trial.set_user_attr("discarded", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                return None
+            with self._lock:
+                self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0))
+            self.on_event("start", {"number": trial.number, "label": label, "params": feas.params,
+                                    "macs": feas.macs, "spec": spec_dict})
+            return {"trial_number": trial.number, "spec": spec_dict, "params": int(feas.params or 0),
+                    "macs": int(feas.macs or 0), "max_epochs": self.max_epochs}
+        self.stop_reason = (f"{MAX_INFEASIBLE_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
+                            "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
+        return Searcher.FINISHED
+
+    def _idle_wait(self) -> None:
+        # Ray polls suggest() in a loop; with nothing of ours running, do not hammer the database.
+        if not self.live:
+            time.sleep(1.0)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        lt = self.live.get(trial_id)
+        if lt is None or "accuracy" not in result:
+            return
+        lt.epochs_done = int(result.get("epoch", result.get("training_iteration", lt.epochs_done + 1)))
+        lt.history.append(float(result["accuracy"]))
+        st.record_epoch(self.storage, lt.trial._trial_id, {**result, "training_iteration": lt.epochs_done}, lt.history)
+        self.on_event("epoch", {"number": lt.trial.number, "label": lt.label, "epoch": lt.epochs_done,
+                                "max_epochs": self.max_epochs, "accuracy": float(result["accuracy"]),
+                                "params": lt.params, "macs": lt.macs})
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error:
+            # Ray tells the searcher before its callbacks get the error text: record_crash() finishes it.
+            self.pending_errors.add(trial_id)
+            return
+        self._finish(trial_id, result or {}, (result or {}).get("error"))
+
+    def record_crash(self, trial_id: str, message: str) -> None:
+        if trial_id in self.pending_errors:
+            self.pending_errors.discard(trial_id)
+            self._finish(trial_id, {}, message or "the trial's process failed")
+
+    def _finish(self, trial_id: str, result: dict, error: str | None) -> None:
+        with self._lock:
+            lt = self.live.pop(trial_id, None)
+        if lt is None:
+            return
+        accuracy = lt.history[-1] if lt.history else None
+        state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done, max_epochs=self.max_epochs,
+                              accuracy=accuracy, params=lt.params, macs=lt.macs, error=error)
+        self.on_event("end", {"number": lt.trial.number, "label": lt.label, "state": state.name,
+                              "epochs_done": lt.epochs_done, "accuracy": accuracy, "error": error,
+                              "params": lt.params, "macs": lt.macs})
+
+    # The storage holds all state: nothing to checkpoint, and the study/thread must not be pickled.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def restore_from_dir(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __getstate__(self) -> dict:
+        return {}
+
+
+def _select_macs(spec: Any) -> int:
+    from sksearch.complexity import count
+
+    return count(spec).select_macs

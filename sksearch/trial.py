@@ -1,0 +1,93 @@
+"""One trial, as Ray Tune runs it in a worker: build the spec, train it, report every epoch.
+
+The worker never touches the Optuna storage: it reports to Ray, and the driver's searcher records.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+from ray import tune
+
+from sksearch.config import StudyConfig
+from sksearch.spec import ArchSpec
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+    return text[:500]
+
+
+def injected_fault(trial_number: int) -> str | None:
+    """Chaos testing: SKSEARCH_INJECT_FAULT="3:raise,5:exit,6:nan" makes trial 3 raise after its first epoch,
+    trial 5's process die (as an out-of-memory kill would) and trial 6's loss become NaN. Off unless set."""
+    for item in os.environ.get("SKSEARCH_INJECT_FAULT", "").split(","):
+        num, _, kind = item.partition(":")
+        if num.strip().isdigit() and int(num) == trial_number:
+            return kind.strip() or "raise"
+    return None
+
+
+def _node_name() -> str:
+    import ray
+
+    try:
+        ctx = ray.get_runtime_context()
+        return f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
+    except Exception:
+        return "unknown"
+
+
+def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, threads: int) -> None:
+    """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig."""
+    import torch
+
+    from sksearch.data import make_data
+    from sksearch.trainer import pick_device, train_trial
+
+    from pathlib import Path
+
+    cfg = StudyConfig.model_validate(study)
+    torch.set_num_threads(max(1, threads))
+    spec = ArchSpec.from_dict(config["spec"])
+    extra = {"params": config["params"], "macs": config["macs"], "trial_number": config["trial_number"],
+             "node": _node_name()}
+    started = time.perf_counter()
+    reporting = False
+    state = {"last": None}
+
+    fault = injected_fault(int(config["trial_number"]))
+
+    def on_epoch(r: Any) -> None:
+        nonlocal reporting
+        if fault == "raise":
+            raise RuntimeError("injected fault (SKSEARCH_INJECT_FAULT)")
+        if fault == "exit":
+            os._exit(3)
+        if fault == "nan":
+            from sksearch.trainer import TrainingDiverged
+
+            raise TrainingDiverged(f"loss is nan at epoch {r.epoch} (injected by SKSEARCH_INJECT_FAULT)")
+        if not math.isfinite(r.val_accuracy):
+            raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
+        state["last"] = r.val_accuracy
+        reporting = True  # an exception from tune.report is Ray stopping us: let it through
+        tune.report({"accuracy": r.val_accuracy, "epoch": r.epoch, "train_loss": r.train_loss,
+                     "images_per_second": r.images_per_second, "epoch_seconds": r.seconds,
+                     "train_seconds": time.perf_counter() - started, **extra})
+        reporting = False
+
+    try:
+        device = pick_device("cuda" if cfg.tune.resources_per_trial.gpu > 0 else None)
+        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.dataset.seed,
+                         base_dir=Path(base_dir))
+        train_trial(spec, data, cfg.train, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
+    except Exception as exc:
+        if reporting:
+            raise
+        # A crash is this trial's result: the driver records it FAIL with this line, and the study goes on.
+        traceback.print_exc()
+        tune.report({"error": _one_line(exc), **extra})

@@ -1,0 +1,77 @@
+"""Helpers for the main-job tests: a tiny study on the synthetic data, real Ray, real Optuna."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("SKSEARCH_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("SKSEARCH_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def write_study(folder: Path, *, name: str | None = None, n_trials: int = 4, epochs: int = 2,
+                scheduler: dict | None = None, concurrent: int = 2, storage: str | None = None,
+                constraints: dict | None = None, **extra: Any) -> Path:
+    """A study small enough for a test: ~500 synthetic images, the tiny space, 1 CPU per trial."""
+    name = name or f"t{uuid.uuid4().hex[:8]}"
+    study = {
+        "name": name,
+        "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml"),
+        "dataset": {"name": "synthetic", "train_size": 600, "test_size": 100, "seed": 0},
+        "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "macs", "direction": "minimize"}],
+        "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05},
+        "tune": {"n_trials": n_trials, "max_concurrent": concurrent, "resources_per_trial": {"cpu": 1},
+                 "scheduler": scheduler or {"type": "fifo"}, "sampler": {"type": "random", "seed": 1},
+                 "max_failures": 3},
+        "output_dir": str(folder / "runs" / name),
+    }
+    if storage:
+        study["storage"] = storage
+    if constraints:
+        study["constraints"] = constraints
+    for key, value in extra.items():
+        study[key] = value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sksearch.run", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
+
+
+def load(path: Path, storage: str | None = None) -> optuna.Study:
+    from sksearch.config import load_study
+
+    cfg = load_study(path)
+    return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url(storage))
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    from sksearch.storage import counts_toward_budget
+
+    return [t for t in study.get_trials() if counts_toward_budget(t)]
+
+
+def reachable(url: str) -> str | None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # no server, no driver, no database
+        return str(exc).splitlines()[0]
+
+

@@ -1,0 +1,98 @@
+"""A tiny study end to end on SQLite: real Ray Tune, real Optuna, the synthetic data set."""
+from __future__ import annotations
+
+import io
+import time
+
+from optuna.trial import TrialState
+
+from sksearch.config import load_study
+from sksearch.tune import run_study
+
+from tests.tune.helpers import counted, load, write_study
+
+CONTRACT_ATTRS = {"spec", "params", "macs", "epochs_done", "max_epochs", "full_fidelity", "train_seconds",
+                  "images_per_second"}
+
+
+def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, monkeypatch):
+    # Trial 1 raises after its first epoch: it must be FAIL with its error while the study completes.
+    monkeypatch.setenv("SKSEARCH_INJECT_FAULT", "1:raise")
+    path = write_study(tmp_path, n_trials=4, epochs=2)
+    out = io.StringIO()
+    assert run_study(load_study(path), out=out) == 0
+    text = out.getvalue()
+
+    study = load(path)
+    assert study.metric_names == ["accuracy", "macs"]
+    trials = counted(study)
+    assert len(trials) == 4
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [1]
+    assert "injected fault" in failed[0].user_attrs["error"]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3
+    for t in done:
+        assert CONTRACT_ATTRS <= set(t.user_attrs), set(t.user_attrs)
+        a = t.user_attrs
+        assert a["full_fidelity"] is True and a["epochs_done"] == a["max_epochs"] == 2
+        assert isinstance(a["params"], int) and isinstance(a["macs"], int)
+        assert t.values == [a["accuracy"], float(a["macs"])]
+        assert 0.0 <= a["accuracy"] <= 1.0 and len(a["accuracy_history"]) == 2
+        assert a["spec"]["num_classes"] == 10 and a["spec"]["input_size"] == [3, 32, 32]
+        assert set(t.params) >= {"M", "G", "r"}  # readable Optuna parameter names
+    assert "Pareto front" in text and "trial" in text
+
+    # Rerunning the finished study trains nothing more and keeps every trial.
+    t0 = time.perf_counter()
+    assert run_study(load_study(path), out=io.StringIO()) == 0
+    assert time.perf_counter() - t0 < 60
+    assert [t.number for t in counted(load(path))] == [t.number for t in trials]
+
+
+def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
+    path = write_study(tmp_path, n_trials=6, epochs=3,
+                       scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3})
+    assert run_study(load_study(path), out=io.StringIO()) == 0
+    trials = counted(load(path))
+    assert len(trials) == 6
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "ASHA with reduction factor 3 over 6 trials stops some"
+    for t in pruned:
+        assert t.values is None  # partial results never look like finished ones
+        assert t.user_attrs["full_fidelity"] is False
+        assert t.user_attrs["epochs_done"] < t.user_attrs["max_epochs"]
+        assert "accuracy" in t.user_attrs  # the last values are kept as user attributes
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["epochs_done"] == 3 and t.user_attrs["full_fidelity"] is True
+
+
+def test_over_budget_specs_are_recorded_infeasible_and_never_trained(tmp_path):
+    # Under 2M MACs, only the smallest tiny-space networks fit; the rest must be skipped, not trained.
+    path = write_study(tmp_path, n_trials=2, epochs=1, constraints={"max_macs": "9M"})
+    assert run_study(load_study(path), out=io.StringIO()) == 0
+    study = load(path)
+    infeasible = [t for t in study.get_trials() if "infeasible" in t.user_attrs]
+    assert infeasible, "the random sampler should hit over-budget specs"
+    for t in infeasible:
+        assert t.state == TrialState.COMPLETE and t.values[0] == 0.0
+        assert t.constraints and max(t.constraints.values()) > 0
+        assert t.user_attrs["epochs_done"] == 0 and "train_seconds" not in t.user_attrs
+        assert "max_macs" in t.user_attrs["infeasible"]
+    assert len(counted(study)) == 2
+    assert all(t.user_attrs["macs"] <= 9_000_000 for t in counted(study))
+    assert all(t.number not in {b.number for b in study.best_trials} for t in infeasible)
+
+
+def test_gpu_request_on_a_gpu_less_machine_is_refused_within_seconds(tmp_path, capsys):
+    from sksearch.run import main
+
+    path = write_study(tmp_path, n_trials=1, epochs=1)
+    text = path.read_text().replace("resources_per_trial:\n    cpu: 1", "resources_per_trial:\n    cpu: 1\n    gpu: 1")
+    path.write_text(text)
+    t0 = time.perf_counter()
+    assert main([str(path)]) == 2
+    assert time.perf_counter() - t0 < 60
+    err = capsys.readouterr().err
+    assert "tune.resources_per_trial.gpu" in err and "GPU" in err and "Traceback" not in err

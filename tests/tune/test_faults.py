@@ -1,0 +1,65 @@
+"""Nothing is lost: a driver killed mid-study resumes to exactly its budget; crashes are recorded FAIL."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from optuna.trial import TrialState
+
+from tests.tune.helpers import REPO, counted, load, run_cli, write_study
+
+
+def _finished(study) -> list:
+    return [t for t in counted(study) if t.state != TrialState.RUNNING]
+
+
+def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
+    path = write_study(tmp_path, n_trials=5, epochs=2, concurrent=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SKSEARCH_HEARTBEAT": "1"}
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen([sys.executable, "-m", "sksearch.run", str(path)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                if len(_finished(load(path))) >= 2:
+                    break
+            except Exception:  # the study is not created yet
+                pass
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()
+        else:
+            raise AssertionError("no trial finished in time:\n" + (tmp_path / "first.log").read_text())
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, without warning
+        driver.wait()
+    before = {t.number: (t.state, t.values) for t in _finished(load(path))}
+    assert 2 <= len(before) < 5
+
+    rerun = run_cli([str(path)], env={"SKSEARCH_HEARTBEAT": "1"})
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "resuming" in rerun.stdout
+    study = load(path)
+    trials = counted(study)
+    assert len(trials) == 5 and all(t.state != TrialState.RUNNING for t in trials)
+    after = {t.number: (t.state, t.values) for t in trials}
+    assert all(after[n] == v for n, v in before.items()), "every trial finished before the kill is kept as it was"
+    assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(tmp_path):
+    # Trial 0's process dies outright (as an OOM kill would); trial 1 diverges; max_failures 1 then stops.
+    path = write_study(tmp_path, n_trials=6, epochs=1, concurrent=1)
+    path.write_text(path.read_text().replace("max_failures: 3", "max_failures: 1"))
+    run = run_cli([str(path)], env={"SKSEARCH_INJECT_FAULT": "0:exit,1:nan"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "max_failures" in run.stderr and "Traceback" not in run.stderr
+    study = load(path)
+    by_number = {t.number: t for t in study.get_trials()}
+    assert by_number[0].state == TrialState.FAIL and by_number[0].user_attrs["error"]
+    assert by_number[1].state == TrialState.FAIL and "nan" in by_number[1].user_attrs["error"].lower()
+    assert len(counted(study)) == 2  # it stopped instead of training the rest
