@@ -26,7 +26,7 @@ def parse_count(value: Any) -> Any:
     if isinstance(value, str):
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", value)
         if not m:
-            raise ValueError(f"expected a count such as 300M, 1.5G or 2e9 (got {value!r})")
+            raise ValueError("expected a count such as 300M, 1.5G or 2e9")  # the caller adds (got ...)
         return int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
     return value
 
@@ -153,7 +153,10 @@ class StudyConfig(_Block):
             raise ValueError(f"objectives: each metric may appear once (got {metrics})")
         sched = self.tune.scheduler
         if sched.max_epochs is not None and sched.max_epochs > self.train.epochs:
-            raise ValueError(f"tune.scheduler.max_epochs ({sched.max_epochs}) exceeds train.epochs ({self.train.epochs})")
+            raise ValueError(f"tune.scheduler.max_epochs: {sched.max_epochs} exceeds train.epochs ({self.train.epochs})")
+        if sched.type != "fifo" and sched.grace_period > (sched.max_epochs or self.train.epochs):
+            raise ValueError(f"tune.scheduler.grace_period: {sched.grace_period} exceeds the epochs a trial trains "
+                             f"({sched.max_epochs or self.train.epochs})")
         if sched.type != "fifo" and metrics[0] != "accuracy":
             raise ValueError(f"tune.scheduler: {sched.type} stops trials on the first objective, which must be accuracy")
         return self
@@ -165,6 +168,13 @@ class StudyConfig(_Block):
 
     def space_path(self) -> Path:
         p = Path(self.search_space)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def classes_path(self) -> Path | None:
+        """dataset.classes_file relative to the study file, or None."""
+        if not self.dataset.classes_file:
+            return None
+        p = Path(self.dataset.classes_file)
         return p if p.is_absolute() else self.base_dir / p
 
     def out_dir(self) -> Path:
@@ -192,6 +202,9 @@ def load_study(path: str | Path) -> StudyConfig:
     study.source = str(path)
     if not study.space_path().exists():
         raise UserError(f"search space file not found: {study.space_path()}", file=str(path), key="search_space")
+    classes = study.classes_path()
+    if classes is not None and not classes.is_file():
+        raise UserError(f"class list not found: {classes}", file=str(path), key="dataset.classes_file")
     return study
 
 

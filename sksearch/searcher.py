@@ -175,7 +175,15 @@ class StudySearcher(Searcher):
             # Ray tells the searcher before its callbacks get the error text: record_crash() finishes it.
             self.pending_errors.add(trial_id)
             return
-        self._finish(trial_id, result or {}, (result or {}).get("error"))
+        result = result or {}
+        lt = self.live.get(trial_id)
+        # When a scheduler stops a trial on a result (ASHA does so at a rung, and at max_t), Ray hands that
+        # result to on_trial_complete only: record it before deciding the trial's state.
+        if lt is not None and "accuracy" in result and "error" not in result:
+            epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+            if epoch > lt.epochs_done:
+                self.on_trial_result(trial_id, result)
+        self._finish(trial_id, result, result.get("error"))
 
     def record_crash(self, trial_id: str, message: str) -> None:
         if trial_id in self.pending_errors:

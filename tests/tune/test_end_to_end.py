@@ -76,10 +76,13 @@ def test_over_budget_specs_are_recorded_infeasible_and_never_trained(tmp_path):
     infeasible = [t for t in study.get_trials() if "infeasible" in t.user_attrs]
     assert infeasible, "the random sampler should hit over-budget specs"
     for t in infeasible:
-        assert t.state == TrialState.COMPLETE and t.values[0] == 0.0
         assert t.constraints and max(t.constraints.values()) > 0
         assert t.user_attrs["epochs_done"] == 0 and "train_seconds" not in t.user_attrs
-        assert "max_macs" in t.user_attrs["infeasible"]
+        if t.constraints.get("valid", 0) > 0:  # structurally impossible (e.g. G vs a width): nothing to count
+            assert t.state == TrialState.FAIL and "do not divide" in t.user_attrs["infeasible"]
+        else:  # over budget: COMPLETE at the worst accuracy so that samplers learn to avoid it
+            assert t.state == TrialState.COMPLETE and t.values[0] == 0.0
+            assert "max_macs" in t.user_attrs["infeasible"]
     assert len(counted(study)) == 2
     assert all(t.user_attrs["macs"] <= 9_000_000 for t in counted(study))
     assert all(t.number not in {b.number for b in study.best_trials} for t in infeasible)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sksearch.complexity import count
+from sksearch.export import main, nearest_divisor
+from sksearch.models import build_model
+from sksearch.spec import load_spec
+
+from .conftest import trial_by_tag
+
+
+def _export(cfg, tmp_path, *args):
+    out = tmp_path / "exported.yaml"
+    rc = main([cfg.source, "--out", str(out), *args])
+    return rc, (yaml.safe_load(out.read_text()) if rc == 0 else None), out
+
+
+def test_export_best_builds_the_recorded_model(results_study, tmp_path, capsys):
+    rc, doc, out = _export(results_study, tmp_path)
+    assert rc == 0
+    best = trial_by_tag(results_study, "sknet29")
+    prov = doc["provenance"]
+    assert prov["trial"] == best.number and prov["source"]["accuracy"] == pytest.approx(0.93)
+    assert prov["source"]["macs"] == best.user_attrs["macs"] and "***" not in prov["storage"]
+    spec = load_spec(out)  # the training config is also a spec file
+    assert spec.depths == [3, 4, 6, 3] and spec.num_classes == 1000 and spec.input_size == [3, 224, 224]
+    assert spec.sk.model_dump() == load_spec("sknet29").sk.model_dump()  # SK block carried over whole
+    model = build_model(spec, init=False)
+    assert sum(p.numel() for p in model.parameters()) == prov["target"]["params"] == count(spec).params
+    r = doc["recipe"]
+    assert (r["lr"], r["lr_batch"], r["momentum"], r["weight_decay"], r["epochs"]) == (0.1, 256, 0.9, 1e-4, 100)
+    assert (r["step_epochs"], r["step_gamma"], r["label_smoothing"], r["batch_size"]) == (30, 0.1, 0.1, 256)
+    assert "torchrun --nproc_per_node=8 -m sksearch.train" in capsys.readouterr().out
+
+
+def test_max_macs_selects_a_cheaper_trial(results_study, tmp_path):
+    rc, doc, _ = _export(results_study, tmp_path, "--max-macs", "900M", "--depth", "26")
+    assert rc == 0
+    assert doc["provenance"]["trial"] == trial_by_tag(results_study, "small_g16").number
+    assert doc["provenance"]["source"]["macs"] <= 900e6 and doc["spec"]["depths"] == [2, 2, 2, 2]
+
+
+def test_group_count_that_does_not_transfer_exits_2_with_a_suggestion(results_study, tmp_path, capsys):
+    n = trial_by_tag(results_study, "g40").number
+    rc, _, out = _export(results_study, tmp_path, "--trial", str(n))
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert "sk.G" in err and "40 groups do not divide" in err and "--set sk.G=32" in err
+    assert nearest_divisor(48, [128, 256]) == [32, 64]
+    rc, doc, _ = _export(results_study, tmp_path, "--trial", str(n), "--set", "sk.G=32")
+    assert rc == 0 and doc["spec"]["sk"]["G"] == 32 and doc["provenance"]["overrides"] == ["sk.G=32"]
+
+
+@pytest.mark.parametrize("tag, words", [("pruned_m3", "was pruned after 1 of 3 epochs"),
+                                        ("over_budget", "infeasible"), ("crashed", "CUDA out of memory"),
+                                        ("interrupted", "interrupted")])
+def test_unusable_trials_are_refused(results_study, tmp_path, capsys, tag, words):
+    rc, _, _ = _export(results_study, tmp_path, "--trial", str(trial_by_tag(results_study, tag).number))
+    assert rc == 2 and words in capsys.readouterr().err

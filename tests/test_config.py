@@ -1,0 +1,96 @@
+"""Study files: the shipped ones load with their spaces; counts, paths and storage resolve as documented."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sksearch.config import StudyConfig, load_study, parse_count, redact_url
+from sksearch.errors import UserError
+from sksearch.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    (tmp_path / "space.yaml").write_text("base: sknet29\n")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_studies_are_there() -> None:
+    assert {"quickstart", "cifar_mgr", "cifar100_paths", "imagenet100_sk"} <= {p.stem for p in STUDIES}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_shipped_study_loads_with_its_space(path: Path) -> None:
+    study = load_study(path)
+    assert study.name == path.stem
+    SearchSpace.load(study.space_path())
+    num_classes, input_size = study.dataset.geometry(study.base_dir)
+    assert num_classes >= 10 and input_size[0] == 3
+    assert study.objectives[0].metric == "accuracy"
+    assert study.constraints.max_macs or study.constraints.max_params
+
+
+def test_quickstart_is_sized_for_two_cpu_cores() -> None:
+    study = load_study(ROOT / "studies" / "quickstart.yaml")
+    assert study.dataset.name == "synthetic"
+    assert study.tune.max_concurrent == 2 and study.tune.resources_per_trial.cpu == 1
+    assert study.tune.resources_per_trial.gpu == 0 and 8 <= study.tune.n_trials <= 10
+    assert [o.metric for o in study.objectives] == ["accuracy", "macs"]
+
+
+def test_imagenet100_uses_the_shipped_class_list() -> None:
+    study = load_study(ROOT / "studies" / "imagenet100_sk.yaml")
+    assert study.classes_path() == ROOT / "studies" / "imagenet100_classes.txt"
+    wnids = [ln for ln in study.classes_path().read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(wnids) == len(set(wnids)) == 100 and all(w.startswith("n") and len(w) == 9 for w in wnids)
+    assert study.dataset.geometry(study.base_dir) == (100, [3, 112, 112])
+
+
+@pytest.mark.parametrize("text, value", [("300M", 300_000_000), ("1.5G", 1_500_000_000), ("2e9", 2_000_000_000),
+                                         (4_000_000, 4_000_000), ("25k", 25_000), (3e6, 3_000_000)])
+def test_counts_accept_suffixes(text: object, value: int) -> None:
+    assert parse_count(text) == value
+
+
+def test_paths_resolve_against_the_study_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: s1\nsearch_space: space.yaml\n")
+    study = load_study(path)
+    assert study.space_path() == tmp_path / "space.yaml"
+    assert study.out_dir() == Path("runs") / "s1"
+
+
+def test_storage_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = load_study(write(tmp_path, "name: s2\nsearch_space: space.yaml\nstorage: sqlite:///file.db\n"))
+    monkeypatch.delenv("SKSEARCH_STORAGE", raising=False)
+    assert study.storage_url() == "sqlite:///file.db"
+    monkeypatch.setenv("SKSEARCH_STORAGE", "sqlite:///env.db")
+    assert study.storage_url() == "sqlite:///env.db"
+    assert study.storage_url("sqlite:///flag.db") == "sqlite:///flag.db"
+    assert redact_url("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
+
+
+def test_grace_period_longer_than_training_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: s3\nsearch_space: space.yaml\ntrain: {epochs: 3}\n"
+                           "tune: {scheduler: {type: asha, grace_period: 5}}\n")
+    with pytest.raises(UserError) as err:
+        load_study(path)
+    assert err.value.key == "tune.scheduler.grace_period" and err.value.file == str(path)
+
+
+def test_a_missing_class_list_is_named_at_load(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: s4\nsearch_space: space.yaml\n"
+                           "dataset: {name: imagenet_subset, classes_file: nowhere.txt}\n")
+    with pytest.raises(UserError) as err:
+        load_study(path)
+    assert err.value.key == "dataset.classes_file" and "nowhere.txt" in str(err.value)
+
+
+def test_defaults_are_a_valid_study() -> None:
+    study = StudyConfig(name="x", search_space="s.yaml")
+    assert study.max_epochs() == study.train.epochs
+    assert [o.direction for o in study.objectives] == ["maximize", "minimize"]
