@@ -71,6 +71,11 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
                             key="--address") from None
     else:
         ray.init(**kwargs)
+    # Ray logs a crashed trial's traceback from its controller; the live view already reports it in one
+    # line and the storage keeps its error, so keep the console readable.
+    import logging
+
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     # Ray waits forever for resources no node has: refuse at once instead.
     have = ray.cluster_resources()
     need = cfg.tune.resources_per_trial
