@@ -125,12 +125,14 @@ class ArchSpec(_Strict):
     def _fill_shufflenet_widths(cls, data: Any) -> Any:
         # width_mult is a convenience: it fills widths/final_channels when they are not given.
         if isinstance(data, dict) and data.get("backbone") == "shufflenet_v2" and data.get("width_mult") is not None:
+            # "width_mult: ..." so that the error names the key (this check runs before field validation).
+            choices = sorted(SHUFFLENET_WIDTHS)
             try:
                 mult = float(data["width_mult"])
             except (TypeError, ValueError):
-                return data  # the field validator reports the type
+                raise ValueError(f"width_mult: expected one of {choices} (got {data['width_mult']!r})") from None
             if mult not in SHUFFLENET_WIDTHS:
-                raise ValueError(f"width_mult must be one of {sorted(SHUFFLENET_WIDTHS)} (got {data['width_mult']!r})")
+                raise ValueError(f"width_mult: must be one of {choices} (got {data['width_mult']!r})")
             widths, final = SHUFFLENET_WIDTHS[mult]
             data = dict(data)
             data.setdefault("widths", list(widths))
