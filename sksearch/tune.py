@@ -67,7 +67,10 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:
-            raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
+            hint = ""
+            if "auth" in str(exc).lower() and not os.environ.get("RAY_AUTH_MODE"):
+                hint = " (the cluster uses token authentication: set RAY_AUTH_MODE=token, with its token in ~/.ray/auth_token)"
+            raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}",
                             key="--address") from None
     else:
         ray.init(**kwargs)

@@ -13,6 +13,9 @@ from optuna.trial import TrialState
 from tests.tune.helpers import counted, load, run_cli, write_study
 
 RAY = Path(os.sys.executable).parent / "ray"
+# `ray start` clusters use token authentication since Ray 2.5x (the token is written to ~/.ray/auth_token);
+# every process that talks to the cluster must say so.
+ENV = {**os.environ, "RAY_AUTH_MODE": "token"}
 
 
 def _free_port() -> int:
@@ -22,7 +25,8 @@ def _free_port() -> int:
 
 
 def _nodes_alive(address: str) -> int:
-    out = subprocess.run([str(RAY), "status", "--address", address], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([str(RAY), "status", "--address", address], capture_output=True, text=True, timeout=60,
+                         env=ENV)
     lines = out.stdout.splitlines()
     try:
         start = lines.index("Active:") + 1
@@ -39,11 +43,12 @@ def _nodes_alive(address: str) -> int:
 def test_study_runs_on_a_local_two_node_cluster(tmp_path):
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--block"]
+    common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
     # --block keeps each node in the foreground, so killing its process group stops exactly this cluster
     # (`ray stop` would stop every Ray on the machine).
     head = subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                             *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--include-dashboard", "false", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=ENV)
     worker = None
     try:
         deadline = time.time() + 90
@@ -51,13 +56,13 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
             time.sleep(1)
         worker = subprocess.Popen([str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1",
                                    *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+                                  start_new_session=True, env=ENV)
         while _nodes_alive(address) < 2 and time.time() < deadline:
             time.sleep(1)
         assert _nodes_alive(address) == 2, "the two-node cluster did not come up"
 
         path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=2)
-        run = run_cli([str(path), "--address", address])
+        run = run_cli([str(path), "--address", address], env={"RAY_AUTH_MODE": "token"})
         assert run.returncode == 0, run.stdout + run.stderr
         trials = counted(load(path))
         assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
