@@ -7,29 +7,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from sksearch.errors import UserError, from_validation_error
+from sksearch.units import parse_count
 from sksearch.spec import load_yaml
-
-_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-
-
-def parse_count(value: Any) -> Any:
-    """300M, 1.5G, 2e9 or 4000000 -> an int (MACs and params read better with suffixes)."""
-    if isinstance(value, bool):
-        return value  # let pydantic reject it
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", value)
-        if not m:
-            raise ValueError("expected a count such as 300M, 1.5G or 2e9")  # the caller adds (got ...)
-        return int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
-    return value
-
 
 Count = Annotated[int, BeforeValidator(parse_count), Field(gt=0)]
 

@@ -16,18 +16,12 @@ from sksearch.config import Constraints, StudyConfig
 from sksearch.errors import UserError
 from sksearch.space import SearchSpace
 from sksearch.spec import ArchSpec
+from sksearch.units import format_count
 
 # Constraint entries in a fixed order: Optuna's GP sampler needs the same entries, in the same order, on
 # every trial, so an invalid spec carries the budget entries too (0.0 = "unknown", neither side of a budget).
 VALID = "valid"
 
-
-def format_count(n: float) -> str:
-    """612300000 -> 612.3M (the way budgets are written in study files)."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return f"{n:g}"
 
 
 @dataclass

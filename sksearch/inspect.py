@@ -8,13 +8,7 @@ import sys
 from sksearch.complexity import count
 from sksearch.errors import cli_entry
 from sksearch.spec import load_spec
-
-
-def _human(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return str(n)
+from sksearch.units import format_count
 
 
 @cli_entry
@@ -36,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'part':<8} {'output':>16} {'params':>12} {'MACs':>12}")
     for p in c.parts:
         shape = "x".join(map(str, p.output_shape))
-        print(f"{p.name:<8} {shape:>16} {_human(p.params):>12} {_human(p.macs):>12}")
-    print(f"{'total':<8} {'':>16} {_human(c.params):>12} {_human(c.macs):>12}")
+        print(f"{p.name:<8} {shape:>16} {format_count(p.params):>12} {format_count(p.macs):>12}")
+    print(f"{'total':<8} {'':>16} {format_count(c.params):>12} {format_count(c.macs):>12}")
     print(f"params {c.params:,}  MACs {c.macs:,}  (+ {c.select_macs:,} attention products, not in MACs)")
     return 0
 

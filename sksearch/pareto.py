@@ -24,6 +24,7 @@ from optuna.study._multi_objective import _get_pareto_front_trials_by_trials, _i
 from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.config import StudyConfig
+from sksearch.units import format_count
 
 COST_REFERENCE = 1.05
 
@@ -111,7 +112,7 @@ class Normaliser:
             if d == StudyDirection.MAXIMIZE:
                 parts.append(f"{name} 0" if name == "accuracy" else f"{name} 0 (scale {s:g})")
             else:
-                parts.append(f"{name} {COST_REFERENCE:g} x {_human(s)}")
+                parts.append(f"{name} {COST_REFERENCE:g} x {format_count(s)}")
         return "reference point: " + ", ".join(parts) + " (objectives normalised: 1 - accuracy, cost / scale)"
 
 
@@ -147,10 +148,3 @@ def hypervolume_history(study: optuna.Study, norm: Normaliser) -> list[Hypervolu
                 hv = float(compute_hypervolume(np.stack(front), norm.reference_point, assume_pareto=True))
         out.append(HypervolumePoint(t.number, n, round(seconds, 3), epochs, hv))
     return out
-
-
-def _human(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"

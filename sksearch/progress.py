@@ -4,15 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from typing import Any, TextIO
-
-
-def human(n: float | int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:g}"
+from sksearch.units import format_count
 
 
 class ProgressPrinter:
@@ -27,7 +19,7 @@ class ProgressPrinter:
         t = f"[{time.perf_counter() - self.t0:6.1f}s]"
         head = f"{t} trial {e['number']:>3}"
         if kind == "start":
-            line = f"{head} start     {e['label']:<34} params {human(e['params']):>7}  MACs {human(e['macs']):>7}"
+            line = f"{head} start     {e['label']:<34} params {format_count(e['params']):>7}  MACs {format_count(e['macs']):>7}"
         elif kind == "epoch":
             if not self.every_epoch:
                 return
@@ -50,5 +42,5 @@ def front_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
     header = f"{'trial':>5}  {'SK setting':<40} {'accuracy':>8} {'params':>8} {'MACs':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['number']:>5}  {r['label']:<40} {r['accuracy']:>8.4f} {human(r['params']):>8} {human(r['macs']):>8}")
+        lines.append(f"{r['number']:>5}  {r['label']:<40} {r['accuracy']:>8.4f} {format_count(r['params']):>8} {format_count(r['macs']):>8}")
     return "\n".join(lines)

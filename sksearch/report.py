@@ -27,6 +27,7 @@ from sksearch.pareto import (Normaliser, front_2d, front_trials, full_fidelity_t
                              trial_status)
 from sksearch.spec import ArchSpec
 from sksearch.studyio import metric_names, open_study
+from sksearch.units import format_count
 
 PNG_HINT = "PNG copies skipped: `pip install kaleido` and `apt-get install chromium` (kaleido v1 needs Chrome/Chromium)"
 
@@ -95,16 +96,8 @@ def _hover(t: FrozenTrial, status: str, acc: float | None) -> str:
     a = t.user_attrs
     acc_text = "-" if acc is None else f"{acc:.2%}"
     return (f"trial {t.number} ({_why(t, status)})<br>{sk_description(t)}<br>accuracy {acc_text} | "
-            f"MACs {_human(a.get('macs'))} | params {_human(a.get('params'))}")
+            f"MACs {format_count(a.get('macs'))} | params {format_count(a.get('params'))}")
 
-
-def _human(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
 
 
 # -- figures ----------------------------------------------------------------------------------------------------
@@ -146,8 +139,8 @@ def accuracy_figure(trials: Sequence[FrozenTrial], axis: str, dataset: str, fron
             x=[m.macs if axis == "macs" else m.params for m in refs], y=[m.accuracy for m in refs],
             mode="markers+text", text=[m.name for m in refs], textposition="top center",
             name="paper-reported (not measured)", marker=dict(symbol="diamond", size=11, color="#9467bd"),
-            hovertext=[f"{m.name}: top-1 error {m.top1_error}%<br>{_human(m.params)} params"
-                       + (f", {_human(m.macs)} MACs" if m.macs else "") + f"<br>{m.note()}" for m in refs],
+            hovertext=[f"{m.name}: top-1 error {m.top1_error}%<br>{format_count(m.params)} params"
+                       + (f", {format_count(m.macs)} MACs" if m.macs else "") + f"<br>{m.note()}" for m in refs],
             hoverinfo="text"))
     fig.update_layout(title=f"Accuracy vs {AXIS_TITLE.get(axis, axis)}", xaxis_title=AXIS_TITLE.get(axis, axis),
                       yaxis_title="validation accuracy", yaxis_tickformat=".0%", xaxis_type="log",
@@ -316,7 +309,7 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
 def _page(cfg: StudyConfig, url: str, summary: dict[str, Any], figs: dict[str, go.Figure]) -> str:
     rows = "".join(
         f"<tr><td>{f['trial']}</td><td>{html.escape(str(f['label']))}</td><td>{_pct(f['accuracy'])}</td>"
-        f"<td>{_human(f['macs'])}</td><td>{_human(f['params'])}</td></tr>" for f in summary["front"])
+        f"<td>{format_count(f['macs'])}</td><td>{format_count(f['params'])}</td></tr>" for f in summary["front"])
     status = ", ".join(f"{v} {k}" for k, v in sorted(summary["by_status"].items()))
     parts = [f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>sksearch report: {html.escape(cfg.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}

@@ -24,7 +24,7 @@ def table(n: int, seed: int | None = None, study_path: Path = QUICKSTART) -> lis
 
 def test_the_table_has_one_row_per_spec_and_a_summary() -> None:
     lines = table(12, seed=0)
-    assert lines[0].startswith("study quickstart: 12 specs") and "max_macs 20.0M" in lines[0]
+    assert lines[0].startswith("study quickstart: 12 specs") and "max_macs 20M" in lines[0]
     assert lines[1].split()[:4] == ["#", "params", "MACs", "feasible"]
     rows = lines[2:-1]
     assert [int(r.split()[0]) for r in rows] == list(range(12))

@@ -1,7 +1,6 @@
 """Model builders: an ArchSpec in, a torch.nn.Module out."""
 from __future__ import annotations
 
-from torch import nn
 
 from sksearch.models.layers import Block, Blueprint, SKConv, Sequence, init_weights
 from sksearch.models.presets import PRESETS, preset_dict
