@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import time
+
+import torch
+
+from sksearch.data.synthetic import NUM_CLASSES, generate, synthetic_split
+
+
+def test_deterministic_balanced_uint8():
+    x, y = generate(500, seed=5)
+    assert x.shape == (500, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert torch.bincount(y, minlength=NUM_CLASSES).tolist() == [50] * NUM_CLASSES
+    x2, y2 = generate(500, seed=5)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(generate(500, seed=6)[0], x)
+
+
+def test_fast_and_cached_per_process():
+    t = time.perf_counter()
+    synthetic_split(10_000, 99, "train")
+    assert time.perf_counter() - t < 6.0  # ~1 s unloaded; generous for a shared CI machine
+    t = time.perf_counter()
+    a = synthetic_split(10_000, 99, "train")
+    assert time.perf_counter() - t < 0.01 and a is synthetic_split(10_000, 99, "train")
+    test = synthetic_split(2_000, 99, "test")[0]
+    assert not any(torch.equal(test[0], img) for img in a[0][:2000])
+
+
+def test_colour_alone_does_not_give_the_class_away():
+    # Nearest class-mean on each image's average colour: should be near chance (10%), shapes carry the class.
+    x, y = generate(4000, seed=0)
+    feats = x.float().mean((2, 3))
+    tr, te = slice(0, 3000), slice(3000, None)
+    centroids = torch.stack([feats[tr][y[tr] == c].mean(0) for c in range(NUM_CLASSES)])
+    pred = torch.cdist(feats[te], centroids).argmin(1)
+    assert (pred == y[te]).float().mean() < 0.2
