@@ -30,7 +30,7 @@ def run_real(make_scheduler, model: CurveModel, *, seed: int, n_trials: int, max
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(BENCH_DIR.parent)])}})
     try:
         with tempfile.TemporaryDirectory() as tmp:

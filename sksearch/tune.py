@@ -73,7 +73,9 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
             raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}",
                             key="--address") from None
     else:
-        ray.init(**kwargs)
+        # "local" starts a Ray of our own: a bare ray.init() would join whatever cluster the file
+        # /tmp/ray/ray_current_cluster names, and wait forever if that cluster has died.
+        ray.init(address="local", **kwargs)
     # Ray logs a crashed trial's traceback from its controller; the live view already reports it in one
     # line and the storage keeps its error, so keep the console readable.
     import logging
@@ -157,7 +159,7 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
             print(f"--fresh: the previous study is kept as {kept!r}", file=out)
     study = st.load_or_create_study(cfg, store, make_sampler(cfg))
     print(f"study {cfg.name!r} in {redact_url(url)}", file=out)
-    print(f"searching {cfg.space_path()}: " + "; ".join(space.describe()), file=out)
+    print(f"searching {os.path.normpath(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
     print("resuming: " + _budget_line(study, n_trials) if study.get_trials(deepcopy=False) else
           f"budget: {n_trials} trials of up to {cfg.max_epochs()} epochs", file=out)
 

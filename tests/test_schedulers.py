@@ -180,7 +180,7 @@ def test_tuner_fit_keeps_cheap_front_trial(tmp_path):
 
     started_here = not ray.is_initialized()  # another test may have left a local Ray up
     if started_here:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         tuner = tune.Tuner(
             _standin_trainable,
