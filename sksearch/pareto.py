@@ -30,8 +30,10 @@ COST_REFERENCE = 1.05
 
 
 def trial_status(t: FrozenTrial) -> str:
-    """One of: full (trained to the budget), pruned, infeasible, failed, partial, running."""
+    """One of: full (trained to the budget), pruned, infeasible, failed, partial, duplicate, running."""
     a = t.user_attrs
+    if "duplicate_of" in a:
+        return "duplicate"  # a repeated spec whose result was copied, not trained
     if "infeasible" in a or any(v > 0 for v in t.constraints.values()):
         return "infeasible"
     if t.state == TrialState.COMPLETE:

@@ -28,6 +28,8 @@ class ProgressPrinter:
             acc = "-" if e["accuracy"] is None else f"{e['accuracy']:.3f}"
             why = f"  ({e['error']})" if e.get("error") else ""
             line = f"{head} {e['state']:<9} after {e['epochs_done']} epochs, accuracy {acc}{why}"
+        elif kind == "duplicate":
+            line = f"{head} skipped   {e['label']:<34} same spec as trial {e['of']}: its result is copied"
         elif kind == "infeasible":
             line = f"{head} skipped   {e['label']:<34} infeasible: {e['reason']}"
         else:

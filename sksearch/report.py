@@ -37,6 +37,8 @@ STYLE = {
     "pruned": dict(name="pruned (stopped early; last accuracy)",
                    marker=dict(symbol="circle-open", size=8, color="#7f7f7f")),
     "partial": dict(name="complete, not full budget", marker=dict(symbol="circle-open", size=8, color="#bcbd22")),
+    "duplicate": dict(name="repeated spec (result copied, not trained)",
+                      marker=dict(symbol="diamond-open", size=6, color="#9467bd")),
     "infeasible": dict(name="infeasible (over budget, never trained)",
                        marker=dict(symbol="x", size=9, color="#d62728")),
     "failed": dict(name="failed", marker=dict(symbol="x-thin-open", size=10, color="#000000", line=dict(width=2))),
@@ -87,6 +89,8 @@ def _why(t: FrozenTrial, status: str) -> str:
         return "infeasible: " + html.escape(str(a.get("infeasible", "violates a constraint")))
     if status == "failed":
         return "interrupted" if a.get("interrupted") else "failed: " + html.escape(str(a.get("error", "?")))[:200]
+    if status == "duplicate":
+        return f"same spec as trial {a.get('duplicate_of')}: result copied, not trained"
     if status == "partial":
         return f"complete after {a.get('epochs_done', '?')}/{a.get('max_epochs', '?')} epochs"
     return f"trained {a.get('epochs_done', '?')} epochs"

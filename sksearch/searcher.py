@@ -22,7 +22,8 @@ from sksearch.config import StudyConfig
 from sksearch.feasibility import sample_feasibility
 from sksearch.space import SearchSpace
 
-MAX_INFEASIBLE_IN_A_ROW = 500
+MAX_SKIPPED_IN_A_ROW = 500  # infeasible samples in a row before the searcher gives up
+MAX_REPEATS_IN_A_ROW = 50   # already-trained samples in a row: the sampler has nothing new to offer
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StudySearcher(Searcher):
         self.live: dict[str, LiveTrial] = {}
         self.pending_errors: set[str] = set()
         self.stop_reason: str | None = None
+        self.exhausted: str | None = None
         self.run_id = uuid.uuid4().hex[:12]  # tags the trials this driver ran (timing, debugging)
         self.interrupted_replaced: list[int] = []
         self._lock = threading.Lock()
@@ -107,7 +109,7 @@ class StudySearcher(Searcher):
 
     # -- Ray Tune's Searcher API ----------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.stop_reason:
+        if self.stop_reason or self.exhausted:
             return Searcher.FINISHED
         used, failures, others_running = self._budget_state()
         if failures > self.cfg.tune.max_failures:
@@ -120,7 +122,8 @@ class StudySearcher(Searcher):
                 self._idle_wait()
                 return None
             return Searcher.FINISHED
-        for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+        duplicates = 0
+        for _ in range(MAX_SKIPPED_IN_A_ROW):
             trial = self.study.ask()
             # A RUNNING trial with no heartbeat row never goes stale: beat at once, so a crash right now is
             # still detected by the next driver.
@@ -137,6 +140,14 @@ class StudySearcher(Searcher):
                 self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
                                              "params": feas.params, "macs": feas.macs})
                 continue
+            twin = self._trained_twin(spec_dict)
+            if twin is not None:
+                st.record_duplicate(self.study, trial, twin)
+                duplicates += 1
+                self.on_event("duplicate", {"number": trial.number, "label": label, "of": twin.number})
+                if duplicates >= MAX_REPEATS_IN_A_ROW:
+                    break
+                continue
             trial.set_user_attr("slot", True)
             trial.set_user_attr("run_id", self.run_id)
             if not self._slot_is_mine(trial.number):
@@ -150,9 +161,21 @@ class StudySearcher(Searcher):
                                     "macs": feas.macs, "spec": spec_dict})
             return {"trial_number": trial.number, "spec": spec_dict, "params": int(feas.params or 0),
                     "macs": int(feas.macs or 0), "max_epochs": self.max_epochs}
-        self.stop_reason = (f"{MAX_INFEASIBLE_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
-                            "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
+        if duplicates >= MAX_REPEATS_IN_A_ROW:
+            # Nothing new to train: a small space is used up. That ends the study normally.
+            self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
+                              "the search space looks exhausted")
+        else:
+            self.stop_reason = (f"{MAX_SKIPPED_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
+                                "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
         return Searcher.FINISHED
+
+    def _trained_twin(self, spec: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            a = t.user_attrs
+            if a.get("full_fidelity") and "duplicate_of" not in a and a.get("spec") == spec:
+                return t
+        return None
 
     def _idle_wait(self) -> None:
         # Ray polls suggest() in a loop; with nothing of ours running, do not hammer the database.

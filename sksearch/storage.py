@@ -133,6 +133,16 @@ def record_infeasible(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig
         study.tell(trial, objective_values(cfg, WORST["accuracy"], params, macs or 0))
 
 
+def record_duplicate(study: optuna.Study, trial: optuna.Trial, original: FrozenTrial) -> None:
+    """A spec already trained to the full budget: seeded training would repeat it, so copy its result
+    (the sampler learns the same), train nothing, use no slot, and stay off the fronts (full_fidelity false)."""
+    trial.set_user_attr("duplicate_of", original.number)
+    for key in ("accuracy", "accuracy_history", "epochs_done"):
+        if key in original.user_attrs:
+            trial.set_user_attr(key, original.user_attrs[key])
+    study.tell(trial, list(original.values))
+
+
 def record_epoch(storage: RDBStorage, trial_id: int, result: dict[str, Any], history: list[float]) -> None:
     """Progress of a running trial, so the dashboard is live and a crash keeps what was learned."""
     storage.set_trial_user_attr(trial_id, "epochs_done", int(result["training_iteration"]))

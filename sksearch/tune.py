@@ -42,16 +42,12 @@ def make_scheduler(cfg: StudyConfig) -> Any:
 
 
 def resolve_paths(cfg: StudyConfig) -> StudyConfig:
-    """Absolute data paths before the config travels to Ray workers (their working directory differs):
-    dataset.root is relative to where the user runs the command, classes_file to the study file."""
+    """Absolute data paths before the config travels to Ray workers (their working directory differs).
+    Like search_space, dataset.root and dataset.classes_file are relative to the study file."""
     ds = cfg.dataset.model_copy()
-    ds.root = str(Path(ds.root).expanduser().resolve())
+    ds.root = str((cfg.base_dir / Path(ds.root).expanduser()).resolve())
     if ds.classes_file:
-        cf = Path(ds.classes_file).expanduser()
-        if not cf.is_absolute():
-            beside = cfg.base_dir / cf
-            cf = beside if beside.exists() else cf
-        ds.classes_file = str(cf.resolve())
+        ds.classes_file = str((cfg.base_dir / Path(ds.classes_file).expanduser()).resolve())
     out = cfg.model_copy(update={"dataset": ds})
     out.source = cfg.source
     return out
@@ -61,6 +57,8 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():  # a Ray left connected in this process (a notebook, an earlier call)
+        ray.shutdown()
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                                   logging_level="ERROR")
     if address:
@@ -81,8 +79,15 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
     import logging
 
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-    # Ray waits forever for resources no node has: refuse at once instead.
-    have = ray.cluster_resources()
+    try:
+        _check_resources(cfg, ray.cluster_resources())
+    except UserError:
+        ray.shutdown()
+        raise
+
+
+def _check_resources(cfg: StudyConfig, have: dict[str, float]) -> None:
+    """Ray waits forever for resources no node has: refuse at once instead."""
     need = cfg.tune.resources_per_trial
     if need.gpu > have.get("GPU", 0):
         raise UserError(f"each trial asks for {need.gpu:g} GPU but the Ray cluster has {have.get('GPU', 0):g}; "
@@ -138,8 +143,10 @@ def _budget_line(study: optuna.Study, n_trials: int) -> str:
     states = {s: sum(t.state == s and st.counts_toward_budget(t) for t in trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     infeasible = sum("infeasible" in t.user_attrs for t in trials)
+    duplicates = sum("duplicate_of" in t.user_attrs for t in trials)
     return (f"{used}/{n_trials} trials done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "
-            f"pruned, {states[TrialState.FAIL]} failed; {infeasible} infeasible specs skipped)")
+            f"pruned, {states[TrialState.FAIL]} failed; {infeasible} infeasible and {duplicates} repeated specs "
+            "skipped)")
 
 
 def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | None = None,
@@ -176,7 +183,7 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer)
     res = cfg.tune.resources_per_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), base_dir=str(Path.cwd()),
+        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), base_dir=str(cfg.base_dir.resolve()),
                              threads=max(1, int(res.cpu))),
         {"cpu": res.cpu, "gpu": res.gpu},
     )
@@ -209,6 +216,8 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
           (f" --storage '{redact_url(url)}'" if storage else ""), file=out)
     if report:
         print(f"report:     {report}", file=out)
+    if searcher.exhausted:
+        print(f"\nended early: {searcher.exhausted}", file=out)
     if searcher.stop_reason:
         print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
         return 1
