@@ -69,14 +69,16 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     data = make_data(DatasetConfig(name="synthetic", train_size=args.train_size, test_size=100),
                      batch_size=args.batch_size, device=torch.device("cpu"))
-    recipe = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    # The quick start's recipe: small batches give enough SGD steps to learn within a few epochs.
+    recipe = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=0.05, nesterov=True, schedule="cosine",
+                         warmup_epochs=0.3)
     curves: dict[int, list[float]] = {}
     macs: dict[int, int] = {}
     for width in args.widths:

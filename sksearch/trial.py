@@ -8,6 +8,7 @@ import math
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -46,9 +47,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, thre
     import torch
 
     from sksearch.data import make_data
-    from sksearch.trainer import pick_device, train_trial
-
-    from pathlib import Path
+    from sksearch.trainer import TrainingDiverged, pick_device, train_trial
 
     cfg = StudyConfig.model_validate(study)
     torch.set_num_threads(max(1, threads))
@@ -57,8 +56,6 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, thre
              "node": _node_name()}
     started = time.perf_counter()
     reporting = False
-    state = {"last": None}
-
     fault = injected_fault(int(config["trial_number"]))
 
     def on_epoch(r: Any) -> None:
@@ -68,12 +65,9 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, thre
         if fault == "exit":
             os._exit(3)
         if fault == "nan":
-            from sksearch.trainer import TrainingDiverged
-
             raise TrainingDiverged(f"loss is nan at epoch {r.epoch} (injected by SKSEARCH_INJECT_FAULT)")
         if not math.isfinite(r.val_accuracy):
             raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
-        state["last"] = r.val_accuracy
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
         tune.report({"accuracy": r.val_accuracy, "epoch": r.epoch, "train_loss": r.train_loss,
                      "images_per_second": r.images_per_second, "epoch_seconds": r.seconds,
@@ -82,7 +76,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, thre
 
     try:
         device = pick_device("cuda" if cfg.tune.resources_per_trial.gpu > 0 else None)
-        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.dataset.seed,
+        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed,
                          base_dir=Path(base_dir))
         train_trial(spec, data, cfg.train, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
     except Exception as exc:

@@ -1,0 +1,61 @@
+"""`sksearch dashboard`: the real optuna-dashboard on a study's storage, on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tests.results.conftest import make_results_study
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    # optuna-dashboard answers 500 for its bundle to clients that send no Accept-Encoding: send one.
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, resp.read()
+
+
+def test_dashboard_serves_the_study_on_loopback(tmp_path):
+    cfg = make_results_study(tmp_path, name="dash-study")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sksearch.dashboard", cfg.source, "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                status, body = _get(f"http://127.0.0.1:{port}/api/studies")
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.time() < deadline, "the dashboard did not answer"
+                time.sleep(0.5)
+        assert status == 200
+        studies = json.loads(body)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["dash-study"]
+        assert _get(f"http://127.0.0.1:{port}/dashboard")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_dashboard_before_any_run_is_a_clear_error(tmp_path, capsys):
+    from sksearch.dashboard import main
+
+    study = tmp_path / "s.yaml"
+    (tmp_path / "space.yaml").write_text("base: sknet29\n")
+    study.write_text(f"name: never-run\nsearch_space: space.yaml\noutput_dir: {tmp_path / 'runs'}\n")
+    assert main([str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "sksearch run" in err and "Traceback" not in err
