@@ -252,7 +252,7 @@ def front_summary(front: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
 def _png_copies(figs: dict[str, go.Figure], out: Path) -> str | None:
     """Write <name>.png for each figure; None when done, else the one line to print."""
     try:
-        import kaleido  # noqa: F401
+        import kaleido  # noqa: F401  (only to know whether PNG export can work)
     except ImportError:
         return PNG_HINT
     try:

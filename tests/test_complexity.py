@@ -5,7 +5,7 @@ import math
 import random
 import resource
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -19,13 +19,7 @@ from sksearch.models import build_model, list_presets
 from sksearch.spec import ArchSpec, load_spec
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Small tensors: intra-op threads only spin-wait on a busy CI box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def measured(spec: ArchSpec) -> tuple[int, int]:

@@ -15,13 +15,7 @@ from sksearch.trainer import (EpochResult, TrainingDiverged, evaluate, load_chec
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The 2-core CI machine is shared; one intra-op thread is both faster under load and deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_sk(widths=(8, 16, 32)) -> ArchSpec:
