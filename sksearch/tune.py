@@ -53,6 +53,23 @@ def resolve_paths(cfg: StudyConfig) -> StudyConfig:
     return out
 
 
+def check_data(cfg: StudyConfig) -> None:
+    """Before Ray starts: the data set is there (or downloaded once, here, not by every trial at once)."""
+    ds = cfg.dataset
+    try:
+        if ds.name in ("cifar10", "cifar100"):
+            from sksearch.data.cifar import ensure_cifar
+
+            ensure_cifar(ds.name, Path(ds.root), download=ds.download)
+        elif ds.name == "imagenet_subset":
+            ds.geometry()
+            if not (Path(ds.root) / "val").is_dir():
+                raise UserError(f"no validation folder at {Path(ds.root) / 'val'} (expected val/<wnid>/*.JPEG)",
+                                key="dataset.root")
+    except UserError as exc:
+        raise exc.in_file(cfg.source) if cfg.source else exc
+
+
 def _init_ray(address: str | None, cfg: StudyConfig) -> None:
     import ray
 
@@ -154,6 +171,7 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     wall0 = time.perf_counter()
     cfg = resolve_paths(cfg)
     space = SearchSpace.load(cfg.space_path())
+    check_data(cfg)
     url = cfg.storage_url(storage)
     n_trials = n_trials or cfg.tune.n_trials
     out_dir = cfg.out_dir()

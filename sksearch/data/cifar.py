@@ -42,9 +42,10 @@ def _download(name: str, root: Path) -> None:
         raise UserError(f"downloading {name} into {root} failed: {exc}", key="dataset.download") from None
 
 
-def load_cifar(name: str, root: Path, *, download: bool = False) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """((train images, labels), (test images, labels)): uint8 (N, 3, 32, 32) and int64 (N,)."""
-    folder, train_files, test_file, label_key, url = LAYOUT[name]
+def ensure_cifar(name: str, root: Path, *, download: bool = False) -> list[Path]:
+    """The data set's files (train batches, then the test batch), downloading them first if asked;
+    a UserError naming the first missing file and how to get it otherwise."""
+    folder, train_files, test_file, _label_key, url = LAYOUT[name]
     base = root / folder
     wanted = [base / f for f in [*train_files, test_file]]
     missing = [p for p in wanted if not p.is_file()]
@@ -57,6 +58,13 @@ def load_cifar(name: str, root: Path, *, download: bool = False) -> tuple[tuple[
             + (f" (and {len(missing) - 1} more files of {base})" if len(missing) > 1 else "")
             + f". Set `dataset.download: true` to fetch it with torchvision, or download {url} and extract it"
             f" into {root}", key="dataset.root")
+    return wanted
+
+
+def load_cifar(name: str, root: Path, *, download: bool = False) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """((train images, labels), (test images, labels)): uint8 (N, 3, 32, 32) and int64 (N,)."""
+    files = ensure_cifar(name, root, download=download)
+    label_key = LAYOUT[name][3]
 
     def read(files: list[Path]) -> tuple[Tensor, Tensor]:
         try:
@@ -68,4 +76,4 @@ def load_cifar(name: str, root: Path, *, download: bool = False) -> tuple[tuple[
         labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
         return images, labels
 
-    return read([base / f for f in train_files]), read([base / test_file])
+    return read(files[:-1]), read(files[-1:])

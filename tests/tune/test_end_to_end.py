@@ -120,3 +120,17 @@ def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_st
     copies = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
     assert copies and all(t.values == trained[0].values and not t.user_attrs["full_fidelity"] for t in copies)
     assert "exhausted" in out.getvalue()
+
+
+def test_missing_cifar_stops_before_anything_starts(tmp_path, capsys):
+    from sksearch.run import main
+
+    path = write_study(tmp_path, n_trials=1, epochs=1,
+                       dataset={"name": "cifar10", "root": str(tmp_path / "nowhere")})
+    t0 = time.perf_counter()
+    assert main([str(path)]) == 2
+    assert time.perf_counter() - t0 < 20  # refused before Ray starts
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-py" / "data_batch_1") in err
+    assert "dataset.root" in err and "download: true" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("optuna.db"))
