@@ -326,7 +326,9 @@ The front holds full-fidelity, feasible trials only; pruned trials are shown at 
 {rows}</table>"""]
     for i, (name, fig) in enumerate(figs.items()):
         parts.append(f'<h2 id="{name}">{name.replace("_", " ")}</h2>')
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=name))
+        # default_height is "100%" of the viewport: size each div to its figure instead.
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=name,
+                                 default_height=f"{fig.layout.height or 500}px"))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
