@@ -3,26 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch/torchvision pinned to the builds this machine serves from disk; other versions download gigabytes.
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Tests and benchmarks also need the dev extra (pytest, optuna-dashboard, timm, database drivers).
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m sksearch.run studies/quickstart.yaml
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest -q --durations=15
 
-bench: $(STAMP)
-	$(PY) bench/run_all.py
+bench: $(DEV_STAMP)
+	for b in bench_sk_unit bench_complexity bench_dryrun bench_pipeline bench_train_throughput bench_mfu \
+	         bench_schedulers bench_overhead; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
