@@ -59,7 +59,7 @@ class TabularCurves:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--table", default=str(REPO / "bench" / "results" / "synthetic_curves.json"))
+    p.add_argument("--table", default=str(REPO / "bench" / "tables" / "synthetic_curves.json"))
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--budget-trials", type=int, default=12, help="budget = this many trials x max_t epochs")
     p.add_argument("--grace", type=int, default=1)

@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(REPO / "bench" / "results" / "synthetic_curves.json"))
+    p.add_argument("--out", default=str(REPO / "bench" / "tables" / "synthetic_curves.json"))
     args = p.parse_args()
     specs = sample_specs(args.specs, args.seed)
     with mp.get_context("spawn").Pool(args.jobs) as pool:
