@@ -37,7 +37,7 @@ class ProgressPrinter:
         print(line, file=self.out, flush=True)
 
 
-def front_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
+def front_table(rows: list[dict[str, Any]]) -> str:
     """rows: dicts with number, label, accuracy, params, macs (sorted by the caller)."""
     if not rows:
         return "(no trial has finished at full fidelity yet)"

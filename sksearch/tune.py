@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 from sksearch import storage as st
 from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
+from sksearch.pareto import front_trials
 from sksearch.progress import ProgressPrinter, front_table
 from sksearch.samplers import make_sampler
 from sksearch.space import SearchSpace
@@ -70,6 +72,18 @@ def check_data(cfg: StudyConfig) -> None:
         raise exc.in_file(cfg.source) if cfg.source else exc
 
 
+def _probe(address: str) -> None:
+    """Ray retries an address that nothing answers at for ever: check that something listens first."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():  # ray://, auto: let Ray resolve them
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"nothing answers at {address} ({exc.strerror or exc}); start the head node with "
+                        "`ray start --head --port PORT` or fix the address", key="--address") from None
+
+
 def _init_ray(address: str | None, cfg: StudyConfig) -> None:
     import ray
 
@@ -79,6 +93,7 @@ def _init_ray(address: str | None, cfg: StudyConfig) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                                   logging_level="ERROR")
     if address:
+        _probe(address)
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:
@@ -139,18 +154,10 @@ def _make_error_relay(searcher: Any) -> Any:
 
 
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """Full-fidelity, feasible COMPLETE trials on the Pareto front, most accurate first."""
-    try:
-        best = study.best_trials
-    except (ValueError, RuntimeError):
-        return []
-    rows = []
-    for t in best:
-        a = t.user_attrs
-        if not a.get("full_fidelity") or "infeasible" in a:
-            continue
-        rows.append({"number": t.number, "label": a.get("label", ""), "accuracy": float(a.get("accuracy", 0.0)),
-                     "params": a.get("params"), "macs": a.get("macs")})
+    """The report's front (full-fidelity, feasible trials), as table rows, most accurate first."""
+    rows = [{"number": t.number, "label": t.user_attrs.get("label", ""),
+             "accuracy": float(t.user_attrs.get("accuracy", 0.0)), "params": t.user_attrs.get("params"),
+             "macs": t.user_attrs.get("macs")} for t in front_trials(study)]
     return sorted(rows, key=lambda r: -r["accuracy"])
 
 
@@ -178,6 +185,20 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     out_dir.mkdir(parents=True, exist_ok=True)
 
     store = st.open_storage(url)
+    import ray
+
+    # Ray (and the resource checks) before the study is created: a refused request writes nothing.
+    t_ray = time.perf_counter()
+    _init_ray(address, cfg)
+    ray_start = time.perf_counter() - t_ray
+    try:
+        return _run(cfg, space, store, url, storage, n_trials, fresh, out, wall0, ray_start, out_dir)
+    finally:
+        ray.shutdown()
+
+
+def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: str | None, n_trials: int,
+         fresh: bool, out: Any, wall0: float, ray_start: float, out_dir: Path) -> int:
     if fresh:
         kept = st.archive_study(cfg, store)
         if kept:
@@ -192,10 +213,6 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
 
     from sksearch.searcher import StudySearcher
     from sksearch.trial import run_trial
-
-    t_ray = time.perf_counter()
-    _init_ray(address, cfg)
-    ray_start = time.perf_counter() - t_ray
 
     printer = ProgressPrinter(out)
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer)
@@ -218,16 +235,12 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
         tuner.fit()
     finally:
         searcher.close()
-        import ray
-
-        ray.shutdown()
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
     print("", file=out)
     print(_budget_line(study, n_trials), file=out)
-    names = study.metric_names or [o.metric for o in cfg.objectives]
     print("Pareto front (full-fidelity trials):", file=out)
-    print(front_table(front_rows(study), names), file=out)
+    print(front_table(front_rows(study)), file=out)
     report = _write_report(cfg, url, out)
     _print_overhead(study, searcher, wall0, ray_start, cfg, out)
     print(f"\nbrowse it:  sksearch dashboard {cfg.source or 'STUDY.yaml'}" +

@@ -102,6 +102,30 @@ def test_gpu_request_on_a_gpu_less_machine_is_refused_within_seconds(tmp_path, c
     import ray
 
     assert not ray.is_initialized()  # the refusal leaves no Ray behind
+    assert _stored_studies(path) == []  # and writes nothing to the storage
+
+
+def _stored_studies(path) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.get_all_study_summaries(load_study(path).storage_url())]
+
+
+def test_an_address_where_nothing_listens_is_refused_within_seconds(tmp_path, capsys):
+    import socket
+
+    from sksearch.run import main
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_study(tmp_path, n_trials=1, epochs=1)
+    t0 = time.perf_counter()
+    assert main([str(path), "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.perf_counter() - t0 < 30
+    err = capsys.readouterr().err
+    assert "--address" in err and "nothing answers" in err and "Traceback" not in err
+    assert _stored_studies(path) == []
 
 
 def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_study(tmp_path):
