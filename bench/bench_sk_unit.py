@@ -16,7 +16,7 @@ import torch
 from timm.layers import SelectiveKernel
 from torch import nn
 
-from common import interleaved, machine_note, markdown_table, median, ratio
+from common import copy_weights, interleaved, machine_note, markdown_table, median, ratio
 from sksearch.models import SKConv
 from sksearch.spec import SKConfig
 
@@ -36,15 +36,6 @@ def make_ours() -> SKConv:
 def make_timm() -> SelectiveKernel:
     return SelectiveKernel(CHANNELS, CHANNELS, kernel_size=[3, 5], keep_3x3=True, split_input=False,
                            groups=GROUPS, rd_channels=cfg_width())
-
-
-def copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter and buffer in registration order (paths, fuse/reduce, BN, select), checking shapes."""
-    src_state, dst_state = src.state_dict(), dst.state_dict()
-    assert len(src_state) == len(dst_state), (list(src_state), list(dst_state))
-    for (ks, vs), (kd, vd) in zip(src_state.items(), dst_state.items()):
-        assert vs.shape == vd.shape, f"{ks} {tuple(vs.shape)} vs {kd} {tuple(vd.shape)}"
-        vd.copy_(vs)
 
 
 def check_identical(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> None:

@@ -19,7 +19,7 @@ import torch
 from timm.layers import ConvNormAct, SelectiveKernel
 from torch import nn
 
-from common import interleaved, machine_note, markdown_table, median
+from common import copy_weights, interleaved, machine_note, markdown_table, median
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 
@@ -58,15 +58,6 @@ def timm_net() -> nn.Sequential:
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(cin, 10)]
     return nn.Sequential(*layers)
-
-
-def copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """Same registration order on both sides (stem, per unit conv1, paths, attention, conv3, shortcut, head)."""
-    s, d = src.state_dict(), dst.state_dict()
-    assert len(s) == len(d), (len(s), len(d))
-    for (ks, vs), (kd, vd) in zip(s.items(), d.items()):
-        assert vs.shape == vd.shape, f"{ks} {tuple(vs.shape)} vs {kd} {tuple(vd.shape)}"
-        vd.copy_(vs)
 
 
 def trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device):

@@ -61,3 +61,13 @@ def machine_note() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {sys.version.split()[0]}, load average {load}")
+
+
+def copy_weights(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Copy every parameter and buffer from src to dst in registration order, checking shapes: our model
+    and its timm twin register the same tensors in the same order under different names."""
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    assert len(src_state) == len(dst_state), (list(src_state), list(dst_state))
+    for (ks, vs), (kd, vd) in zip(src_state.items(), dst_state.items()):
+        assert vs.shape == vd.shape, f"{ks} {tuple(vs.shape)} vs {kd} {tuple(vd.shape)}"
+        vd.copy_(vs)
