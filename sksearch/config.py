@@ -154,11 +154,16 @@ class StudyConfig(_Block):
         p = Path(self.search_space)
         return p if p.is_absolute() else self.base_dir / p
 
+    def data_root(self) -> Path:
+        """dataset.root relative to the study file."""
+        p = Path(self.dataset.root).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
     def classes_path(self) -> Path | None:
         """dataset.classes_file relative to the study file, or None."""
         if not self.dataset.classes_file:
             return None
-        p = Path(self.dataset.classes_file)
+        p = Path(self.dataset.classes_file).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
     def out_dir(self) -> Path:

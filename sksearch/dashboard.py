@@ -6,6 +6,7 @@ import sys
 
 from sksearch.config import load_study, redact_url
 from sksearch.errors import UserError, cli_entry
+from sksearch.studyio import open_study
 
 
 @cli_entry
@@ -17,19 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     args = p.parse_args(argv)
     cfg = load_study(args.study)
-    url = cfg.storage_url(args.storage)
-    if url.startswith("sqlite:///") and not __import__("pathlib").Path(url.removeprefix("sqlite:///")).exists():
-        raise UserError(f"no study storage at {url} yet; run `sksearch run {args.study}` first", file=args.study)
+    _, url = open_study(cfg, args.storage)  # a missing storage or study is a clear error, and nothing is created
     try:
         from optuna_dashboard import run_server
     except ImportError:
         raise UserError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
-    from sksearch.storage import open_storage
-
-    storage = open_storage(url)
     print(f"optuna-dashboard for {redact_url(url)} at http://{args.host}:{args.port}/ (study {cfg.name!r}); "
           "Ctrl-C stops it", flush=True)
-    run_server(storage, host=args.host, port=args.port)
+    run_server(url, host=args.host, port=args.port)
     return 0
 
 

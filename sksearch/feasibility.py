@@ -31,6 +31,7 @@ class Feasibility:
     macs: int | None
     reason: str | None              # None = feasible; else one line
     constraints: dict[str, float] = field(default_factory=dict)  # Optuna constraint values, <= 0 feasible
+    select_macs: int | None = None  # the attention's elementwise products, not in macs (see complexity.py)
 
     @property
     def feasible(self) -> bool:
@@ -71,7 +72,8 @@ def check_spec(spec_dict: dict[str, Any], constraints: Constraints, *, num_class
         values[name] = value / limit - 1.0
         if value > limit:
             reasons.append(f"{label} {format_count(value)} > {name} {format_count(limit)}")
-    return Feasibility(spec=spec, params=c.params, macs=c.macs, reason="; ".join(reasons) or None, constraints=values)
+    return Feasibility(spec=spec, params=c.params, macs=c.macs, reason="; ".join(reasons) or None, constraints=values,
+                       select_macs=c.select_macs)
 
 
 def sample_feasibility(space: SearchSpace, trial: optuna.Trial, study: StudyConfig) -> Feasibility:

@@ -134,7 +134,7 @@ class StudySearcher(Searcher):
             spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
             label = feas.spec.sk.label() if feas.spec is not None else "invalid"
             st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
-                              None if feas.spec is None else _select_macs(feas.spec), self.max_epochs)
+                              feas.select_macs, self.max_epochs)
             if not feas.feasible:
                 st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
                 self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
@@ -240,9 +240,3 @@ class StudySearcher(Searcher):
 
     def __getstate__(self) -> dict:
         return {}
-
-
-def _select_macs(spec: Any) -> int:
-    from sksearch.complexity import count
-
-    return count(spec).select_macs

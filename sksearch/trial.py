@@ -8,7 +8,6 @@ import math
 import os
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -42,8 +41,9 @@ def _node_name() -> str:
         return "unknown"
 
 
-def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, threads: int) -> None:
-    """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig."""
+def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
+    """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
+    with absolute data paths (tune.resolve_paths)."""
     import torch
 
     from sksearch.data import make_data
@@ -76,8 +76,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], base_dir: str, thre
 
     try:
         device = pick_device("cuda" if cfg.tune.resources_per_trial.gpu > 0 else None)
-        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed,
-                         base_dir=Path(base_dir))
+        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
         train_trial(spec, data, cfg.train, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
     except Exception as exc:
         if reporting:

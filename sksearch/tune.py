@@ -47,9 +47,10 @@ def resolve_paths(cfg: StudyConfig) -> StudyConfig:
     """Absolute data paths before the config travels to Ray workers (their working directory differs).
     Like search_space, dataset.root and dataset.classes_file are relative to the study file."""
     ds = cfg.dataset.model_copy()
-    ds.root = str((cfg.base_dir / Path(ds.root).expanduser()).resolve())
-    if ds.classes_file:
-        ds.classes_file = str((cfg.base_dir / Path(ds.classes_file).expanduser()).resolve())
+    ds.root = str(cfg.data_root().resolve())
+    classes = cfg.classes_path()
+    if classes is not None:
+        ds.classes_file = str(classes.resolve())
     out = cfg.model_copy(update={"dataset": ds})
     out.source = cfg.source
     return out
@@ -218,8 +219,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer)
     res = cfg.tune.resources_per_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), base_dir=str(cfg.base_dir.resolve()),
-                             threads=max(1, int(res.cpu))),
+        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), threads=max(1, int(res.cpu))),
         {"cpu": res.cpu, "gpu": res.gpu},
     )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
