@@ -1,7 +1,7 @@
 """A dry run of 200 specs from search_spaces/sk_full.yaml: wall time and specs per second (goal: < 20 s).
 
 Two cases, interleaved round by round (bench/common.py) so that outside load hits both alike:
-- dry run: sksearch.dryrun.sample_specs, i.e. sample + validate + count on the meta device + budget check,
+- dry run: sksearch.search.dryrun.sample_specs, i.e. sample + validate + count on the meta device + budget check,
   with the complexity caches cleared first (a cold start, as a fresh `sksearch run --dry-run` sees);
 - baseline: sampling alone (the same 200 Optuna trials, SearchSpace.sample, no validation or counting).
 The ratio dry run / baseline is the cost of checking a spec relative to sampling it. Then the real command
@@ -23,8 +23,8 @@ import optuna
 from common import interleaved, machine_note, markdown_table, median, ratio
 from sksearch import complexity
 from sksearch.config import load_study
-from sksearch.dryrun import sample_specs
-from sksearch.space import SearchSpace
+from sksearch.search.dryrun import sample_specs
+from sksearch.search.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = """# written by bench/bench_dryrun.py

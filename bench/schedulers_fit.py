@@ -23,7 +23,7 @@ from sksearch.complexity import count
 from sksearch.config import DatasetConfig, TrainConfig
 from sksearch.data import make_data
 from sksearch.spec import ArchSpec
-from sksearch.trainer import train_trial
+from sksearch.training.loop import train_trial
 
 
 def small_spec(width: int) -> ArchSpec:

@@ -20,7 +20,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from schedulers_standin import CurveModel, TrialDraw
-from sksearch.schedulers import ParetoASHA
+from sksearch.search.schedulers import ParetoASHA
 
 SchedulerFactory = Callable[[], TrialScheduler]
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 import optuna  # noqa: E402
 
 from sksearch.config import Constraints, DatasetConfig, TrainConfig  # noqa: E402
-from sksearch.feasibility import check_spec  # noqa: E402
-from sksearch.space import SearchSpace  # noqa: E402
+from sksearch.search.feasibility import check_spec  # noqa: E402
+from sksearch.search.space import SearchSpace  # noqa: E402
 
 DATA = DatasetConfig(name="synthetic", train_size=2000, test_size=100, seed=0)
 
@@ -47,7 +47,7 @@ def train_one(args: tuple[dict, int]) -> dict:
 
     from sksearch.data import make_data
     from sksearch.spec import ArchSpec
-    from sksearch.trainer import train_trial
+    from sksearch.training.loop import train_trial
 
     entry, epochs = args
     torch.set_num_threads(1)

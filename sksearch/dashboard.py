@@ -6,7 +6,7 @@ import sys
 
 from sksearch.config import load_study, redact_url
 from sksearch.errors import UserError, cli_entry
-from sksearch.studyio import open_study
+from sksearch.storage.open import open_study
 
 
 @cli_entry

@@ -24,10 +24,10 @@ import sksearch
 from sksearch.complexity import count
 from sksearch.config import StudyConfig, load_study, parse_count, redact_url
 from sksearch.errors import UserError, cli_entry
-from sksearch.models.presets import preset_dict
-from sksearch.pareto import front_trials, trial_status
+from sksearch.presets import preset_dict
+from sksearch.results.pareto import front_trials, trial_status
 from sksearch.spec import ArchSpec, apply_overrides, dump_yaml
-from sksearch.studyio import open_study
+from sksearch.storage.open import open_study
 from sksearch.train import Recipe
 
 TARGET_PRESETS = {26: "sknet26", 50: "sknet50", 101: "sknet101"}

@@ -22,11 +22,11 @@ from plotly.subplots import make_subplots
 
 from sksearch.config import StudyConfig, load_study, redact_url
 from sksearch.errors import cli_entry
-from sksearch.paper import reference_models
-from sksearch.pareto import (Normaliser, front_2d, front_trials, full_fidelity_trials, hypervolume_history,
+from sksearch.results.paper import reference_models
+from sksearch.results.pareto import (Normaliser, front_2d, front_trials, full_fidelity_trials, hypervolume_history,
                              trial_status)
 from sksearch.spec import ArchSpec
-from sksearch.studyio import metric_names, open_study
+from sksearch.storage.open import metric_names, open_study
 from sksearch.units import format_count
 
 PNG_HINT = "PNG copies skipped: `pip install kaleido` and `apt-get install chromium` (kaleido v1 needs Chrome/Chromium)"

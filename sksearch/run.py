@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError("--n-trials must be >= 1")
     if args.dry_run is not None:
-        from sksearch.dryrun import dry_run
+        from sksearch.search.dryrun import dry_run
 
         if args.dry_run < 1:
             raise UserError("--dry-run N needs N >= 1")
         return dry_run(study, args.dry_run, seed=args.seed)
-    from sksearch.tune import run_study
+    from sksearch.search.tune import run_study
 
     return run_study(study, storage=args.storage, address=args.address, n_trials=args.n_trials, fresh=args.fresh)
 

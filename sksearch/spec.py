@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sksearch.errors import UserError, from_validation_error
+from sksearch.presets import PRESETS, preset_dict
 
 Backbone = Literal["resnext", "resnext_cifar", "shufflenet_v2"]
 Groups = Union[int, Literal["depthwise"]]
@@ -303,8 +304,6 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
 
 def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSpec:
     """A preset name or a spec YAML file, with optional `key=value` overrides, validated."""
-    from sksearch.models.presets import PRESETS, preset_dict
-
     text = str(name_or_path)
     if text in PRESETS:
         data, file = preset_dict(text), None

@@ -76,7 +76,7 @@ class Recipe(BaseModel):
 
 def load_config(path: str) -> tuple[Any, Recipe, dict[str, Any]]:
     """(spec, recipe, provenance) from an exported config, a bare spec file or a preset name."""
-    from sksearch.models.presets import PRESETS
+    from sksearch.presets import PRESETS
     from sksearch.spec import ArchSpec, load_spec, load_yaml
 
     if path in PRESETS or not str(path).endswith((".yaml", ".yml")):
@@ -110,7 +110,7 @@ class Dist:
             torch.cuda.set_device(local)
             self.device = torch.device("cuda", local)
         else:
-            from sksearch.trainer import pick_device
+            from sksearch.training.loop import pick_device
 
             self.device = pick_device("cpu")
         if self.world > 1:
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sksearch.complexity import count
     from sksearch.data.imagenet import image_folder, read_class_list
     from sksearch.models import build_model
-    from sksearch.trainer import load_checkpoint, make_optimizer, save_checkpoint
+    from sksearch.training.loop import load_checkpoint, make_optimizer, save_checkpoint
 
     spec, recipe, provenance = load_config(args.config)
     updates = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),

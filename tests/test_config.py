@@ -7,7 +7,7 @@ import pytest
 
 from sksearch.config import StudyConfig, load_study, parse_count, redact_url
 from sksearch.errors import UserError
-from sksearch.space import SearchSpace
+from sksearch.search.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))

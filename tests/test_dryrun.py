@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sksearch.config import load_study
-from sksearch.dryrun import dry_run, sample_specs
+from sksearch.search.dryrun import dry_run, sample_specs
 from sksearch.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ import pytest
 
 from sksearch.complexity import count
 from sksearch.config import Constraints, load_study
-from sksearch.feasibility import check_spec, sample_feasibility
+from sksearch.search.feasibility import check_spec, sample_feasibility
 from sksearch.units import format_count
 from sksearch.models import preset_dict
-from sksearch.space import SearchSpace
+from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from sksearch.errors import UserError
-from sksearch.space import SearchSpace
+from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sksearch import storage as st
+from sksearch.storage import records as st
 from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
 

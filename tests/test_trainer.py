@@ -9,7 +9,7 @@ from sksearch.config import DatasetConfig, TrainConfig
 from sksearch.data import make_data
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
-from sksearch.trainer import (EpochResult, TrainingDiverged, evaluate, load_checkpoint, lr_factor, make_optimizer,
+from sksearch.training.loop import (EpochResult, TrainingDiverged, evaluate, load_checkpoint, lr_factor, make_optimizer,
                               pick_device, save_checkpoint, train_trial)
 
 CPU = torch.device("cpu")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from sksearch.models.layers import Block, Blueprint, SKConv, Sequence, init_weights
-from sksearch.models.presets import PRESETS, preset_dict
+from sksearch.presets import PRESETS, preset_dict
 from sksearch.models.resnext import resnext_blueprint
 from sksearch.models.shufflenet import shufflenet_v2_blueprint
 from sksearch.spec import ArchSpec

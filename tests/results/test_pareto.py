@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
-from sksearch.pareto import Normaliser, front_2d, front_trials, hypervolume, hypervolume_history, trial_status
-from sksearch.studyio import open_study
+from sksearch.results.pareto import Normaliser, front_2d, front_trials, hypervolume, hypervolume_history, trial_status
+from sksearch.storage.open import open_study
 
 from .conftest import trial_by_tag
 

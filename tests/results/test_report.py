@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from sksearch.paper import reference_models
-from sksearch.pareto import front_trials
+from sksearch.results.paper import reference_models
+from sksearch.results.pareto import front_trials
 from sksearch.report import main, write_report
-from sksearch.studyio import open_study
+from sksearch.storage.open import open_study
 
 from .conftest import plotly_figures
 

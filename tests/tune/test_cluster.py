@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,9 +14,10 @@ from optuna.trial import TrialState
 from tests.tune.helpers import counted, load, run_cli, write_study
 
 RAY = Path(os.sys.executable).parent / "ray"
-# `ray start` clusters use token authentication since Ray 2.5x (the token is written to ~/.ray/auth_token);
-# every process that talks to the cluster must say so.
-ENV = {**os.environ, "RAY_AUTH_MODE": "token"}
+# `ray start` clusters use token authentication since Ray 2.5x; every process that talks to the cluster must
+# say so and carry the token. A token of our own: a fresh machine has no ~/.ray/auth_token.
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+ENV = {**os.environ, **TOKEN}
 
 
 def _free_port() -> int:
@@ -62,7 +64,7 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
         assert _nodes_alive(address) == 2, "the two-node cluster did not come up"
 
         path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=2)
-        run = run_cli([str(path), "--address", address], env={"RAY_AUTH_MODE": "token"})
+        run = run_cli([str(path), "--address", address], env=TOKEN)
         assert run.returncode == 0, run.stdout + run.stderr
         trials = counted(load(path))
         assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)

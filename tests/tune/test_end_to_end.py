@@ -7,7 +7,7 @@ import time
 from optuna.trial import TrialState
 
 from sksearch.config import load_study
-from sksearch.tune import run_study
+from sksearch.search.tune import run_study
 
 from tests.tune.helpers import counted, load, write_study
 

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sksearch.config import load_study
-from sksearch.tune import run_study
+from sksearch.search.tune import run_study
 
 from tests.tune.helpers import REPO, counted, load, write_study
 

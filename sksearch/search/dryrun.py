@@ -13,8 +13,8 @@ from typing import TextIO
 import optuna
 
 from sksearch.config import StudyConfig
-from sksearch.feasibility import Feasibility, format_count, sample_feasibility, study_geometry
-from sksearch.space import SearchSpace
+from sksearch.search.feasibility import Feasibility, format_count, sample_feasibility, study_geometry
+from sksearch.search.space import SearchSpace
 
 
 def _settings(feas: Feasibility, params: dict) -> str:

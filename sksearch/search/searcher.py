@@ -17,10 +17,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from sksearch import storage as st
+from sksearch.storage import records as st
 from sksearch.config import StudyConfig
-from sksearch.feasibility import sample_feasibility
-from sksearch.space import SearchSpace
+from sksearch.search.feasibility import sample_feasibility
+from sksearch.search.space import SearchSpace
 
 MAX_SKIPPED_IN_A_ROW = 500  # infeasible samples in a row before the searcher gives up
 MAX_REPEATS_IN_A_ROW = 50   # already-trained samples in a row: the sampler has nothing new to offer

@@ -47,7 +47,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     import torch
 
     from sksearch.data import make_data
-    from sksearch.trainer import TrainingDiverged, pick_device, train_trial
+    from sksearch.training.loop import TrainingDiverged, pick_device, train_trial
 
     cfg = StudyConfig.model_validate(study)
     torch.set_num_threads(max(1, threads))

@@ -14,7 +14,7 @@ import optuna
 from sksearch.complexity import count
 from sksearch.config import Constraints, StudyConfig
 from sksearch.errors import UserError
-from sksearch.space import SearchSpace
+from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 from sksearch.units import format_count
 

@@ -19,7 +19,7 @@ Sampling is define-by-run on an Optuna trial, so a path beyond the sampled M ask
 `sk.attention` is asked only when M > 1 (an M = 1 unit always uses `sum`: softmax over one path is 1), and a
 path's dilation is asked only when its kernel is larger than 1.
 Impossibilities visible from the file alone (an even kernel, a G that divides no reachable width, ...) fail
-at load time; combinations that are only sometimes invalid are left to sksearch.feasibility.
+at load time; combinations that are only sometimes invalid are left to sksearch.search.feasibility.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import optuna
 from pydantic import TypeAdapter, ValidationError
 
 from sksearch.errors import UserError
+from sksearch.presets import PRESETS, preset_dict
 from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig, load_yaml, set_dotted
 
 TOP_LEVEL_KEYS = ("description", "base", "set", "search", "paths")
@@ -411,8 +412,6 @@ class SearchSpace:
 
 
 def _base_dict(raw: Any, file: str) -> dict[str, Any]:
-    from sksearch.models.presets import PRESETS, preset_dict
-
     if isinstance(raw, str):
         if raw not in PRESETS:
             raise UserError(f"unknown preset {raw!r}; presets: {', '.join(sorted(PRESETS))}", file=file, key="base")

@@ -12,13 +12,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sksearch import storage as st
+from sksearch.storage import records as st
 from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
-from sksearch.pareto import front_trials
-from sksearch.progress import ProgressPrinter, front_table
-from sksearch.samplers import make_sampler
-from sksearch.space import SearchSpace
+from sksearch.results.pareto import front_trials
+from sksearch.search.progress import ProgressPrinter, front_table
+from sksearch.search.samplers import make_sampler
+from sksearch.search.space import SearchSpace
 
 # Per-trial CSV/JSON/TensorBoard loggers cost time and disk for nothing: Optuna records every trial.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -38,7 +38,7 @@ def make_scheduler(cfg: StudyConfig) -> Any:
                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if s.type == "asha":
         return AsyncHyperBandScheduler(brackets=1, **common)
-    from sksearch.schedulers import ParetoASHA
+    from sksearch.search.schedulers import ParetoASHA
 
     return ParetoASHA(cost_attr=s.cost, **common)
 
@@ -212,8 +212,8 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
 
     from ray import tune
 
-    from sksearch.searcher import StudySearcher
-    from sksearch.trial import run_trial
+    from sksearch.search.searcher import StudySearcher
+    from sksearch.search.trial import run_trial
 
     printer = ProgressPrinter(out)
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer)
