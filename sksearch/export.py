@@ -28,7 +28,7 @@ from sksearch.presets import preset_dict
 from sksearch.results.pareto import front_trials, trial_status
 from sksearch.spec import ArchSpec, apply_overrides, dump_yaml
 from sksearch.storage.open import open_study
-from sksearch.train import Recipe
+from sksearch.training.recipe import Recipe
 
 TARGET_PRESETS = {26: "sknet26", 50: "sknet50", 101: "sknet101"}
 

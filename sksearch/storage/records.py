@@ -25,6 +25,37 @@ from sksearch.errors import UserError
 HEARTBEAT_INTERVAL = int(os.environ.get("SKSEARCH_HEARTBEAT", "5"))
 HEARTBEAT_GRACE = 4 * HEARTBEAT_INTERVAL
 
+class Key:
+    """The user-attribute keys of the storage contract (architecture.md, section 4). This module is the only
+    one that names them: everything else reads and writes trials through the functions below."""
+
+    # per trial: what was sampled and what it costs
+    SPEC = "spec"                    # the full ArchSpec as a dict
+    LABEL = "label"                  # SK[M,G,r] short label
+    PARAMS = "params"
+    MACS = "macs"
+    SELECT_MACS = "select_macs"
+    # per trial: training progress and outcome
+    MAX_EPOCHS = "max_epochs"
+    EPOCHS_DONE = "epochs_done"
+    FULL_FIDELITY = "full_fidelity"
+    ACCURACY = "accuracy"            # last validation accuracy (also of PRUNED trials)
+    ACCURACY_HISTORY = "accuracy_history"
+    TRAIN_SECONDS = "train_seconds"
+    IMAGES_PER_SECOND = "images_per_second"
+    NODE = "node"
+    ERROR = "error"                  # one line, on failure
+    INFEASIBLE = "infeasible"        # the reason; never trained
+    DUPLICATE_OF = "duplicate_of"    # number of the full-fidelity twin whose result was copied
+    # the budget ledger
+    SLOT = "slot"                    # this trial holds one of n_trials
+    RUN_ID = "run_id"                # the driver that trained it
+    DISCARDED = "discarded"          # a claim given back after losing a race between drivers
+    INTERRUPTED = "interrupted"
+    # per study
+    CONFIG = "config"                # the study file as validated, for resume checks
+
+
 WORST = {"accuracy": 0.0}  # what an untrained (infeasible) spec scores, so samplers learn to avoid it
 
 
