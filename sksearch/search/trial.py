@@ -13,6 +13,7 @@ from typing import Any
 from ray import tune
 
 from sksearch.config import StudyConfig
+from sksearch.search import protocol
 from sksearch.spec import ArchSpec
 
 
@@ -52,8 +53,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     cfg = StudyConfig.model_validate(study)
     torch.set_num_threads(max(1, threads))
     spec = ArchSpec.from_dict(config["spec"])
-    extra = {"params": config["params"], "macs": config["macs"], "trial_number": config["trial_number"],
-             "node": _node_name()}
+    extra = dict(params=config["params"], macs=config["macs"], trial_number=config["trial_number"], node=_node_name())
     started = time.perf_counter()
     reporting = False
     fault = injected_fault(int(config["trial_number"]))
@@ -69,9 +69,9 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
         if not math.isfinite(r.val_accuracy):
             raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
-        tune.report({"accuracy": r.val_accuracy, "epoch": r.epoch, "train_loss": r.train_loss,
-                     "images_per_second": r.images_per_second, "epoch_seconds": r.seconds,
-                     "train_seconds": time.perf_counter() - started, **extra})
+        tune.report(protocol.epoch_result(accuracy=r.val_accuracy, epoch=r.epoch, train_loss=r.train_loss,
+                                          images_per_second=r.images_per_second, epoch_seconds=r.seconds,
+                                          train_seconds=time.perf_counter() - started, **extra))
         reporting = False
 
     try:
@@ -83,4 +83,4 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise
         # A crash is this trial's result: the driver records it FAIL with this line, and the study goes on.
         traceback.print_exc()
-        tune.report({"error": _one_line(exc), **extra})
+        tune.report(protocol.error_result(_one_line(exc), **extra))
