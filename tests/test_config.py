@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sksearch.config import StudyConfig, load_study, parse_count, redact_url
+from sksearch.config import StudyConfig, load_study, parse_count
+from sksearch.storage.open import redact_url
 from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 

@@ -24,7 +24,7 @@ from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
 from sksearch.storage import records
-from sksearch.storage.open import archive_study, load_or_create_study, metric_names, open_storage, redact_url
+from sksearch.storage.open import archive_study, check_resume, load_or_create_study, metric_names, open_storage, redact_url
 
 
 def resolve_paths(cfg: StudyConfig) -> StudyConfig:
@@ -69,6 +69,8 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     out_dir.mkdir(parents=True, exist_ok=True)
 
     store = open_storage(url)
+    if not fresh:  # an edited study file is refused before Ray starts
+        check_resume(cfg, store)
     import ray
 
     # Ray (and the resource checks) before the study is created: a refused request writes nothing.

@@ -173,42 +173,52 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
     return [k for k in changed if k not in harmless], harmless
 
 
+def check_resume(cfg: StudyConfig, storage: RDBStorage) -> str | None:
+    """Nothing written: a UserError when the stored study of this name was run with a study file that differs
+    in a way that alters results (naming the keys); else the one line to print about harmless changes (or
+    None). Called before Ray starts, so a refused rerun costs seconds."""
+    try:
+        existing = optuna.load_study(study_name=cfg.name, storage=storage)
+    except KeyError:
+        return None
+    names = [o.metric for o in cfg.objectives]
+    have = [d.name.lower() for d in existing.directions]
+    if have != [o.direction for o in cfg.objectives] or (existing.metric_names and existing.metric_names != names):
+        raise UserError(
+            f"the stored study {cfg.name!r} has objectives {existing.metric_names or have}, the study file "
+            f"asks for {names}; rerun with --fresh to start over (the old study is kept)",
+            file=cfg.source, key="objectives")
+    before = records.study_config(existing)
+    if not before:  # a study from before the check: nothing to compare with
+        return None
+    now = stored_config(cfg)
+    altering, harmless = config_changes(before, now)
+    if altering:
+        shown = ", ".join(altering[:6]) + (f" and {len(altering) - 6} more" if len(altering) > 6 else "")
+        raise UserError(f"the study file changed since the stored study was run ({shown}), which changes results; "
+                        "undo the change, or rerun with --fresh to start over (the old study is kept)",
+                        file=cfg.source, key=altering[0])
+    if not harmless:
+        return None
+    old, new = _flat(before), _flat(now)
+    return "resuming with changed settings that do not alter results: " + ", ".join(
+        f"{k} ({_short(old.get(k))} -> {_short(new.get(k))})" for k in harmless)
+
+
 def load_or_create_study(cfg: StudyConfig, storage: RDBStorage, sampler: optuna.samplers.BaseSampler,
                          *, out: Any = None) -> optuna.Study:
-    """Resume the stored study after checking that the study file still describes the same experiment, or
-    create it. A change that alters results is a UserError naming the keys; others are said in one line."""
-    directions = [o.direction for o in cfg.objectives]
-    names = [o.metric for o in cfg.objectives]
-    now = stored_config(cfg)
+    """Resume the stored study after check_resume (its harmless-changes line goes to `out`), or create it.
+    The stored config is then this study file's."""
+    line = check_resume(cfg, storage)
+    if line and out is not None:
+        print(line, file=out)
     try:
-        existing = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
     except KeyError:
-        existing = None
-    if existing is not None:
-        have = [d.name.lower() for d in existing.directions]
-        if have != directions or (existing.metric_names and existing.metric_names != names):
-            raise UserError(
-                f"the stored study {cfg.name!r} has objectives {existing.metric_names or have}, the study file "
-                f"asks for {names}; rerun with --fresh to start over (the old study is kept)",
-                file=cfg.source, key="objectives")
-        before = records.study_config(existing)
-        if before:
-            altering, harmless = config_changes(before, now)
-            if altering:
-                shown = ", ".join(altering[:6]) + (f" and {len(altering) - 6} more" if len(altering) > 6 else "")
-                raise UserError(f"the study file changed since the stored study was run ({shown}), which changes "
-                                "results; undo the change, or rerun with --fresh to start over (the old study is "
-                                "kept)", file=cfg.source, key=altering[0])
-            if harmless and out is not None:
-                print("resuming with changed settings that do not alter results: " + ", ".join(
-                    f"{k} ({_short(_flat(before).get(k))} -> {_short(_flat(now).get(k))})" for k in harmless),
-                    file=out)
-        records.record_study_config(existing, now)
-        return existing
-    study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, directions=directions,
-                                load_if_exists=True)
-    study.set_metric_names(names)
-    records.record_study_config(study, now)
+        study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler,
+                                    directions=[o.direction for o in cfg.objectives], load_if_exists=True)
+        study.set_metric_names([o.metric for o in cfg.objectives])
+    records.record_study_config(study, stored_config(cfg))
     return study
 
 
