@@ -82,3 +82,10 @@ def test_bad_group_override_is_one_line_naming_the_key(results_study, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and not out.exists()
     assert "sk.G" in err and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+def test_export_provenance_never_holds_a_password(results_study, tmp_path):
+    url = results_study.storage_url() + "?password=hunter2"
+    rc, doc, out = _export(results_study, tmp_path, "--storage", url)
+    assert rc == 0 and doc["provenance"]["storage"].endswith("?password=***") and "hunter2" not in out.read_text()

@@ -108,3 +108,12 @@ def test_report_cli_missing_storage_exits_2(tmp_path, capsys):
 
     rc = main([str(_write_study_file(tmp_path, "nothing", "cifar10")), "--out", str(tmp_path / "r")])
     assert rc == 2 and "no study storage" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+def test_report_and_summary_never_show_a_password(results_study, tmp_path):
+    url = results_study.storage_url() + "?password=hunter2"  # SQLite ignores the query; we must not print it
+    path = write_report(results_study, storage_url=url, out_dir=tmp_path, quiet=True)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["storage"].endswith("?password=***")
+    assert "hunter2" not in path.read_text() and "hunter2" not in json.dumps(summary)
