@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sksearch.config import load_study, parse_count
 from sksearch.errors import UserError, cli_entry
-from sksearch.results.export import TARGET_PRESETS, export_study, launch_command, nearest_divisor  # noqa: F401
+from sksearch.results.export import TARGET_PRESETS, export_study, launch_command
 
 
 def _count_arg(text: str | None, flag: str) -> int | None:

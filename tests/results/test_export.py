@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from sksearch.complexity import count
-from sksearch.export import main, nearest_divisor
+from sksearch.export import main
+from sksearch.results.export import nearest_divisor
 from sksearch.models import build_model
 from sksearch.spec import load_spec
 
