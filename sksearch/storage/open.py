@@ -254,6 +254,9 @@ def archive_study(cfg: StudyConfig, storage: RDBStorage) -> str | None:
     new = f"{cfg.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     try:
         optuna.copy_study(from_study_name=cfg.name, from_storage=storage, to_storage=storage, to_study_name=new)
+    except optuna.exceptions.DuplicatedStudyError:  # not ours to delete
+        raise UserError(f"--fresh: a study named {new!r} exists already; rerun to pick another name",
+                        key="--fresh") from None
     except KeyError:  # another --fresh archived it a moment ago: the name is free, as asked
         _drop(new, storage)
         return None

@@ -112,6 +112,18 @@ def test_fresh_keeps_the_old_study_under_another_name(tmp_path):
     assert _create(cfg).trials == []
 
 
+def test_fresh_recovers_from_a_run_that_died_between_copy_and_delete(tmp_path):
+    cfg = _study_file(tmp_path)
+    study = _create(cfg)
+    study.tell(study.ask(), [0.5, 1.0])
+    store = open_storage(cfg.storage_url())
+    # What a --fresh killed after its copy leaves: the original, whole, and a complete spare copy.
+    optuna.copy_study(from_study_name=cfg.name, from_storage=store, to_storage=store, to_study_name="s-spare")
+    kept = archive_study(cfg, store)
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(store)}
+    assert names == {"s-spare": 1, kept: 1}
+
+
 def test_fresh_refuses_a_study_a_live_driver_holds(tmp_path):
     cfg = _study_file(tmp_path)
     study = _create(cfg)
