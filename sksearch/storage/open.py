@@ -244,9 +244,10 @@ def archive_study(cfg: StudyConfig, storage: RDBStorage) -> str | None:
     at most a complete spare copy), so rerunning --fresh recovers."""
     try:
         study = optuna.load_study(study_name=cfg.name, storage=storage)
-    except KeyError:
+        n_trials = len(study.get_trials(deepcopy=False))
+        live = live_trials(storage, study)
+    except KeyError:  # no such study (or another --fresh archived it this moment): the name is free
         return None
-    live = live_trials(storage, study)
     if live:
         raise UserError(f"--fresh: trials {', '.join(map(str, live[:5]))} of study {cfg.name!r} are running with "
                         "fresh heartbeats (another driver holds the study); stop it first, or wait for it to end",
@@ -264,7 +265,7 @@ def archive_study(cfg: StudyConfig, storage: RDBStorage) -> str | None:
         _drop(new, storage)
         raise UserError(f"--fresh: copying the study failed ({type(exc).__name__}: {str(exc)[:200]}); the study "
                         "is unchanged, rerun to try again", key="--fresh") from None
-    if len(optuna.load_study(study_name=new, storage=storage).trials) != len(study.trials):
+    if len(optuna.load_study(study_name=new, storage=storage).get_trials(deepcopy=False)) != n_trials:
         _drop(new, storage)
         raise UserError("--fresh: the study changed while it was being copied (a driver started?); the study is "
                         "unchanged, rerun to try again", key="--fresh")
