@@ -15,7 +15,8 @@ from sksearch.storage.open import (archive_study, config_changes, load_or_create
                                    redact_url)
 
 # The study files below carry a password in their SQLite URL (to check it is never stored); SQLite ignores it.
-pytestmark = pytest.mark.filterwarnings("ignore:Query string argument")
+pytestmark = [pytest.mark.filterwarnings("ignore:Query string argument"),
+              pytest.mark.filterwarnings("ignore:DELETE statement on table")]  # two --fresh racing
 
 
 @pytest.mark.parametrize("url, safe", [
