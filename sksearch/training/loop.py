@@ -32,7 +32,7 @@ from sksearch.errors import UserError
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 from sksearch.training import common
-from sksearch.training.common import (amp_dtype, autocast, compile_model, evaluate, grad_scaler, make_schedule,
+from sksearch.training.common import (amp_dtype, autocast, evaluate, grad_scaler, make_schedule,
                                       mark_step, memory_format, pick_device, reset_compiler, setup_backend, sync,
                                       trial_milestones, warmup_steps_for)
 
@@ -104,7 +104,7 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
     scheduler = trial_schedule(optimizer, recipe, steps_per_epoch)
     scaler = grad_scaler(device, dtype)  # type: ignore[arg-type]
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    step_fn = compile_model(model, mode)
+    step_fn = common.compile_model(model, mode)
     check_every = CHECK_EVERY_CUDA if device.type != "cpu" else 1
     warmup_left = warmup_steps_for(mode)
 
