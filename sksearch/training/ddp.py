@@ -319,6 +319,9 @@ def train(config: str, data: str | Path, *, out: str | Path | None = None, resum
         train_seconds, train_images = 0.0, 0
         for epoch in range(start, recipe.epochs):
             sampler.set_epoch(epoch)
+            # Augmentation draws keyed by (seed, epoch, rank): a resumed epoch sees the crops and flips of an
+            # uninterrupted run (exactly so with workers 0; persistent workers keep their own streams).
+            torch.manual_seed((recipe.seed * 1_000_003 + epoch) * 1024 + pg.rank)
             lr = opt.param_groups[0]["lr"]
             loss, images, seconds = train_epoch(ddp, train_dl, opt, sched, loss_fn, dtype, prepare, pg,
                                                 f"epoch {epoch + 1}/{recipe.epochs}")
