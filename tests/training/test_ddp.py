@@ -22,7 +22,7 @@ from sksearch.data.imagenet import imagenet_transforms
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 from sksearch.train import main as train_main
-from sksearch.training import ddp
+from sksearch.training import common, ddp
 from sksearch.training.common import evaluate, save_checkpoint
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -165,3 +165,28 @@ def test_torchrun_resume_restores_weights_and_optimizer_state(data, tmp_path):
     assert summary["world_size"] == 2 and summary["start_epoch"] == 2 and summary["epochs_run"] == 1
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     assert summary["lr"] == pytest.approx(0.1 * 4 / 256)  # linear scaling rule
+
+
+def test_a_resumed_schedule_continues_where_it_stopped():
+    """Per-iteration cosine with warm-up: stop after 2 of 4 epochs, rebuild, restore: the same lrs follow."""
+    def build():
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
+        return opt, common.make_schedule(opt, kind="cosine", total_steps=40, warmup_steps=15)
+
+    opt, sched = build()
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        if len(lrs) == 20:
+            saved_opt, saved_sched = opt.state_dict(), sched.state_dict()
+    opt2, sched2 = build()
+    opt2.load_state_dict(saved_opt)
+    ddp._continue_schedule(sched2, saved_sched, 20)
+    resumed = []
+    for _ in range(20):
+        resumed.append(opt2.param_groups[0]["lr"])
+        opt2.step()
+        sched2.step()
+    assert resumed == pytest.approx(lrs[20:], rel=1e-9, abs=1e-12)
