@@ -143,7 +143,7 @@ class ClassifierHead(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool, flatten, fc = self
         x = flatten(pool(x))
-        if x.device.type not in ("cuda", "cpu") or not torch.is_autocast_enabled(x.device.type):
-            return fc(x)  # no autocast (or a meta tensor, as the complexity counter uses)
+        if x.device.type not in ("cuda", "cpu"):
+            return fc(x)  # a meta tensor (the complexity counter): no autocast there
         with torch.autocast(x.device.type, enabled=False):
-            return fc(x.float())
+            return fc(x.float())  # .float(): a no-op outside autocast
