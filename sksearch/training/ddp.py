@@ -190,10 +190,9 @@ def restore(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: tor
         raise UserError(f"--resume: {ckpt} is not a checkpoint of `sksearch train` (no model entry)")
     old_spec = extra.get("spec")
     if old_spec is not None and old_spec != spec.to_dict():
-        from sksearch.spec import ArchSpec
-
-        raise UserError(f"--resume: {ckpt} is a run of another spec ({ArchSpec.from_dict(old_spec).label()}, "
-                        f"not {spec.label()}): choose another --out, or --force to start over")
+        raise UserError(f"--resume: {ckpt} is a run of another spec (it differs in "
+                        f"{', '.join(_differing_keys(old_spec, spec.to_dict()))}): choose another --out, "
+                        f"or --force to start over")
     old_batch = extra.get("global_batch")
     if old_batch is not None and int(old_batch) != recipe.batch_size:
         raise UserError(f"--resume: --batch-size {recipe.batch_size} differs from the checkpoint's {old_batch} "
@@ -208,6 +207,16 @@ def restore(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: tor
     epoch = int(state.get("epoch", 0))
     _continue_schedule(sched, sched_state, epoch * steps_per_epoch)
     return epoch, list(extra.get("history", []))
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            keys += _differing_keys(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            keys.append(f"{prefix}{k}")
+    return keys
 
 
 def _continue_schedule(sched: torch.optim.lr_scheduler.LRScheduler, saved: dict[str, Any], iteration: int) -> None:

@@ -117,7 +117,7 @@ def test_out_guards_resume_checks_and_init_from(data, tmp_path, capsys):
     assert "already holds a run" in refused() and "--force" in refused()
     assert "--batch-size 8 differs from the checkpoint's 4" in refused("--resume", "--batch-size", "8")  # last wins
     other = _config(tmp_path / "other.yaml", widths=[8, 16, 32, 32], out_channels=[16, 32, 64, 64])
-    assert "another spec" in refused("--resume", config=other)
+    assert "another spec (it differs in out_channels, widths)" in refused("--resume", config=other)
     assert "does not fit this spec" in refused("--init-from", str(out / "checkpoint.pt"), "--force", config=other)
 
     legacy = tmp_path / "legacy"  # a checkpoint without a (per-iteration) scheduler entry
