@@ -35,7 +35,9 @@ class EpochResult(TypedDict, total=False):
     macs: int
     trial_number: int
     node: str
+    compile_seconds: float  # torch.compile time, timed apart from training (epoch 1)
     error: str             # set (alone with the trial's identity) when the trial crashed
+    error_kind: str        # with error: "oom" (device out of memory) or "crash"
 
 
 def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_epochs: int) -> TrialConfig:
@@ -43,14 +45,17 @@ def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_
 
 
 def epoch_result(*, accuracy: float, epoch: int, train_loss: float, images_per_second: float, epoch_seconds: float,
-                 train_seconds: float, params: int, macs: int, trial_number: int, node: str) -> EpochResult:
+                 train_seconds: float, params: int, macs: int, trial_number: int, node: str,
+                 compile_seconds: float = 0.0) -> EpochResult:
     return EpochResult(accuracy=accuracy, epoch=epoch, train_loss=train_loss, images_per_second=images_per_second,
                        epoch_seconds=epoch_seconds, train_seconds=train_seconds, params=params, macs=macs,
-                       trial_number=trial_number, node=node)
+                       trial_number=trial_number, node=node, compile_seconds=compile_seconds)
 
 
-def error_result(error: str, *, params: int, macs: int, trial_number: int, node: str) -> EpochResult:
-    return EpochResult(error=error, params=params, macs=macs, trial_number=trial_number, node=node)
+def error_result(error: str, *, params: int, macs: int, trial_number: int, node: str,
+                 error_kind: str = "crash") -> EpochResult:
+    return EpochResult(error=error, error_kind=error_kind, params=params, macs=macs, trial_number=trial_number,
+                       node=node)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Reported:
     accuracy: float | None
     epoch: int | None
     error: str | None
+    error_kind: str | None  # "oom" or "crash", with error
     train_seconds: float | None
     images_per_second: float | None
     node: str | None
@@ -70,7 +76,7 @@ def read_result(result: Mapping[str, Any] | None) -> Reported:
     epoch = r.get(EPOCH, r.get("training_iteration"))
     acc = r.get(ACCURACY)
     return Reported(accuracy=None if acc is None else float(acc), epoch=None if epoch is None else int(epoch),
-                    error=r.get("error"), train_seconds=_float(r.get("train_seconds")),
+                    error=r.get("error"), error_kind=r.get("error_kind"), train_seconds=_float(r.get("train_seconds")),
                     images_per_second=_float(r.get("images_per_second")), node=r.get("node"))
 
 

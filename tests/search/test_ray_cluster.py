@@ -19,15 +19,16 @@ def _node(cpu: float, gpu: float = 0, alive: bool = True) -> dict:
     return {"Alive": alive, "Resources": {"CPU": cpu, **({"GPU": gpu} if gpu else {})}}
 
 
-def test_two_one_gpu_nodes_cannot_hold_a_two_gpu_trial():
-    nodes = [_node(8, 1), _node(8, 1)]  # 2 GPUs in total, but a trial runs on one node
+def test_a_gpu_trial_on_gpu_less_nodes_is_refused_naming_the_gpu_key():
     with pytest.raises(UserError) as info:
-        check_resources(_cfg(gpu=2), nodes)
+        check_resources(_cfg(gpu=1), [_node(8), _node(8)])
     assert info.value.key == "tune.resources_per_trial.gpu" and "single node" in str(info.value)
-    check_resources(_cfg(gpu=1), nodes)  # one GPU fits on either node
+    check_resources(_cfg(gpu=1), [_node(8), _node(8, 1)])  # one node with a GPU is enough
+    check_resources(_cfg(gpu=0.5), [_node(8, 1)])
 
 
 def test_cpus_are_held_per_node_and_dead_nodes_do_not_count():
+    # 8 CPUs in total, but a trial runs on one node (tune.resources_per_trial.gpu > 1 is refused at load).
     with pytest.raises(UserError) as info:
         check_resources(_cfg(cpu=6), [_node(4), _node(4), _node(16, alive=False)])
     assert info.value.key == "tune.resources_per_trial.cpu"
