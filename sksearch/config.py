@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.units import parse_count
-from sksearch.spec import load_yaml
+from sksearch.yamlio import load_yaml
 
 Count = Annotated[int, BeforeValidator(parse_count), Field(gt=0)]
 

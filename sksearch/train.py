@@ -39,7 +39,8 @@ from sksearch.training.recipe import Recipe
 def load_config(path: str) -> tuple[Any, Recipe, dict[str, Any]]:
     """(spec, recipe, provenance) from an exported config, a bare spec file or a preset name."""
     from sksearch.presets import PRESETS
-    from sksearch.spec import ArchSpec, load_spec, load_yaml
+    from sksearch.spec import ArchSpec, load_spec
+    from sksearch.yamlio import load_yaml
 
     if path in PRESETS or not str(path).endswith((".yaml", ".yml")):
         return load_spec(path), Recipe(), {}

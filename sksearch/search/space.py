@@ -36,7 +36,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from sksearch.errors import UserError
 from sksearch.presets import PRESETS, preset_dict
-from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig, load_yaml, set_dotted
+from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig
+from sksearch.yamlio import load_yaml, set_dotted
 
 TOP_LEVEL_KEYS = ("description", "base", "set", "search", "paths")
 PATH_FIELDS = ("kernel", "dilation", "groups", "relu")
