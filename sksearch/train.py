@@ -165,7 +165,8 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, recipe: R
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from sksearch.complexity import count
-    from sksearch.data.imagenet import image_folder, read_class_list
+    from sksearch.config import read_class_list
+    from sksearch.data.imagenet import image_folder
     from sksearch.models import build_model
     from sksearch.training.loop import load_checkpoint, make_optimizer, save_checkpoint
 

@@ -43,19 +43,6 @@ def make_scheduler(cfg: StudyConfig) -> Any:
     return ParetoASHA(cost_attr=s.cost, **common)
 
 
-def resolve_paths(cfg: StudyConfig) -> StudyConfig:
-    """Absolute data paths before the config travels to Ray workers (their working directory differs).
-    Like search_space, dataset.root and dataset.classes_file are relative to the study file."""
-    ds = cfg.dataset.model_copy()
-    ds.root = str(cfg.data_root().resolve())
-    classes = cfg.classes_path()
-    if classes is not None:
-        ds.classes_file = str(classes.resolve())
-    out = cfg.model_copy(update={"dataset": ds})
-    out.source = cfg.source
-    return out
-
-
 def check_data(cfg: StudyConfig) -> None:
     """Before Ray starts: the data set is there (or downloaded once, here, not by every trial at once)."""
     ds = cfg.dataset
@@ -177,7 +164,6 @@ def _budget_line(study: optuna.Study, n_trials: int) -> str:
 def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | None = None,
               n_trials: int | None = None, fresh: bool = False, out: Any = sys.stdout) -> int:
     wall0 = time.perf_counter()
-    cfg = resolve_paths(cfg)
     space = SearchSpace.load(cfg.space_path())
     check_data(cfg)
     url = cfg.storage_url(storage)

@@ -11,7 +11,7 @@ from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

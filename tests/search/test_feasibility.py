@@ -16,7 +16,7 @@ from sksearch.models import preset_dict
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CIFAR = {"num_classes": 10, "input_size": [3, 32, 32]}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
