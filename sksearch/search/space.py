@@ -35,6 +35,7 @@ import optuna
 from pydantic import TypeAdapter, ValidationError
 
 from sksearch.errors import UserError
+from sksearch.search.distributions import Dimension, parse_distribution
 from sksearch.presets import PRESETS, preset_dict
 from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig
 from sksearch.yamlio import load_yaml, set_dotted
@@ -42,7 +43,6 @@ from sksearch.yamlio import load_yaml, set_dotted
 TOP_LEVEL_KEYS = ("description", "base", "set", "search", "paths")
 PATH_FIELDS = ("kernel", "dilation", "groups", "relu")
 MAX_PATHS = 8          # a guard against typos such as M: {int: [1, 30]}
-ENUMERATE_LIMIT = 512  # int ranges up to this many values are checked value by value at load time
 # Keys whose values decide the SK widths: checked together with the group counts at load time.
 LAYOUT_KEYS = ("backbone", "widths", "width_mult", "stem_channels")
 STAGE_LIST_KEYS = ("depths", "widths", "out_channels")
@@ -56,115 +56,6 @@ _SPEC_FIELDS = tuple(f for f in ArchSpec.model_fields if f not in ("sk", *_FITTE
 def param_name(key: str) -> str:
     """The Optuna parameter name of a searched key: sk.G -> G; other keys are their own name."""
     return key.removeprefix("sk.")
-
-
-def encode_choice(value: Any) -> Any:
-    """Optuna categorical choices must be None/bool/int/float/str: lists become readable JSON strings."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-# -- distributions ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched value: an Optuna parameter `name` that sets `key` (a dotted spec key or a path field)."""
-
-    name: str
-    key: str
-    kind: Literal["choices", "int", "float"]
-    choices: tuple[Any, ...] = ()
-    low: float = 0
-    high: float = 0
-    step: float | None = None
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        if self.kind == "choices":
-            encoded = [encode_choice(c) for c in self.choices]
-            picked = trial.suggest_categorical(self.name, encoded)
-            return self.choices[encoded.index(picked)]
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
-
-    def values(self) -> list[Any] | None:
-        """Every value it can take, when that is a short list (choices, small int ranges); else None."""
-        if self.kind == "choices":
-            return list(self.choices)
-        if self.kind == "int":
-            step = int(self.step or 1)
-            if (self.high - self.low) // step < ENUMERATE_LIMIT:
-                return list(range(int(self.low), int(self.high) + 1, step))
-        return None
-
-    def bounds(self) -> list[Any]:
-        """Values worth type-checking: all of them when enumerable, else the two ends."""
-        return self.values() or [self.low, self.high]
-
-    def renamed(self, name: str) -> "Dimension":
-        return Dimension(name, self.key, self.kind, self.choices, self.low, self.high, self.step, self.log)
-
-    def describe(self) -> str:
-        if self.kind == "choices":
-            text = "{" + ", ".join(json.dumps(c) for c in self.choices) + "}"
-        else:
-            low, high = (int(self.low), int(self.high)) if self.kind == "int" else (self.low, self.high)
-            text = f"{self.kind} [{low}, {high}]"
-            if self.step:
-                text += f" step {self.step:g}"
-            if self.log:
-                text += " log"
-        return f"{self.name}: {text}"
-
-
-def parse_distribution(raw: Any, *, name: str, key: str, file: str, where: str) -> Dimension:
-    """{choices: [...]}, {int: [low, high], step, log} or {float: [low, high], step, log}."""
-    if not isinstance(raw, dict):
-        raise UserError(
-            f"expected a distribution such as {{choices: [...]}}, {{int: [low, high]}} or {{float: [low, high]}} "
-            f"(got {raw!r}); fixed values go under `set`", file=file, key=where)
-    kinds = [k for k in ("choices", "int", "float") if k in raw]
-    if not kinds:
-        unknown = ", ".join(repr(k) for k in raw) or "none"
-        raise UserError(f"unknown distribution kind {unknown}; use choices, int or float", file=file, key=where)
-    if len(kinds) > 1:
-        raise UserError(f"one distribution kind per key (got {', '.join(kinds)})", file=file, key=where)
-    kind = kinds[0]
-    allowed = {"choices"} if kind == "choices" else {kind, "step", "log"}
-    extra = [k for k in raw if k not in allowed]
-    if extra:
-        raise UserError(f"unknown key {extra[0]!r} in a {kind} distribution (allowed: {', '.join(sorted(allowed))})",
-                        file=file, key=f"{where}.{extra[0]}")
-    if kind == "choices":
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise UserError("expected a non-empty list", file=file, key=f"{where}.choices")
-        encoded = [json.dumps(c, sort_keys=True) for c in choices]
-        if len(set(encoded)) != len(encoded):
-            raise UserError(f"duplicate values in {choices}", file=file, key=f"{where}.choices")
-        return Dimension(name, key, "choices", tuple(choices))
-
-    bounds, step, log = raw[kind], raw.get("step"), raw.get("log", False)
-    number = int if kind == "int" else (int, float)
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)):
-        raise UserError(f"expected [low, high] of {kind}s (got {bounds!r})", file=file, key=f"{where}.{kind}")
-    low, high = bounds
-    if low > high:
-        raise UserError(f"low {low} > high {high}", file=file, key=f"{where}.{kind}")
-    if not isinstance(log, bool):
-        raise UserError(f"expected true or false (got {log!r})", file=file, key=f"{where}.log")
-    if step is not None and (not isinstance(step, number) or isinstance(step, bool) or step <= 0):
-        raise UserError(f"expected a positive {kind} (got {step!r})", file=file, key=f"{where}.step")
-    if log and low <= 0:
-        raise UserError(f"a log scale needs low > 0 (got {low})", file=file, key=f"{where}.log")
-    if log and step is not None and not (kind == "int" and step == 1):
-        raise UserError("log and step cannot be combined (Optuna samples a log range continuously)",
-                        file=file, key=f"{where}.step")
-    if step is not None and not math.isclose(((high - low) / step) % 1, 0, abs_tol=1e-9) \
-            and not math.isclose(((high - low) / step) % 1, 1, abs_tol=1e-9):
-        raise UserError(f"high - low ({high} - {low}) is not a multiple of step {step}", file=file, key=f"{where}.step")
-    return Dimension(name, key, kind, low=low, high=high, step=step, log=log)
 
 
 # -- per-value type checks ------------------------------------------------------------------------------------
