@@ -122,6 +122,15 @@ class StudySearcher(Searcher):
                 self._idle_wait()
                 return None
             return Searcher.FINISHED
+        if self.space.fixed:
+            # A baseline (one spec): train it once, not once per free slot, and end when it is trained.
+            if self.live or others_running:
+                self._idle_wait()
+                return None
+            done = (TrialState.COMPLETE, TrialState.PRUNED)
+            if any(st.counts_toward_budget(t) for t in self.study.get_trials(deepcopy=False, states=done)):
+                self.exhausted = "the space holds one spec (base only), and it is trained"
+                return Searcher.FINISHED
         duplicates = 0
         for _ in range(MAX_SKIPPED_IN_A_ROW):
             trial = self.study.ask()

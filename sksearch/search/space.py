@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import optuna
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from sksearch.errors import UserError
+from sksearch.errors import UserError, from_validation_error
 from sksearch.search.distributions import Dimension, parse_distribution
 from sksearch.presets import PRESETS, preset_dict
 from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig
@@ -95,6 +95,33 @@ def _check_dimension(dim: Dimension, key: str, *, file: str, where: str) -> None
 
 # -- the search space -----------------------------------------------------------------------------------------
 
+class SpaceFile(BaseModel):
+    """A space file's top level; the blocks' contents are checked against ArchSpec below."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    description: Any = None
+    base: Any                                        # a preset name or an ArchSpec mapping (see _base_dict)
+    fixed: dict[Any, Any] | None = Field(None, alias="set")  # dotted key -> value
+    search: dict[Any, Any] | None = None              # dotted key -> distribution
+    paths: dict[Any, Any] | None = None               # M, path fields, pathN (see _parse_paths)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SpaceFile":
+        file = str(path)
+        data = load_yaml(path)
+        if not isinstance(data, dict):
+            raise UserError("a search space file must be a mapping with `base` and `search` and/or `paths`", file=file)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = from_validation_error(exc, file=file)
+            if exc.errors()[0]["type"] == "extra_forbidden":
+                error = UserError(f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})", file=file, key=error.key)
+            elif error.key == "base":
+                error = UserError(f"{error.detail} (a preset name or an ArchSpec mapping)", file=file, key="base")
+            raise error from None
+
+
 @dataclass(frozen=True)
 class _PathValue:
     """What one path field is: a Dimension (searched) or a fixed value."""
@@ -120,37 +147,13 @@ class SearchSpace:
     # -- loading ----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "SearchSpace":
+        """Read a space file; anything impossible from the file alone is a UserError naming file and key.
+        A file with only `base` is legal: a baseline, the one spec sampled every time."""
         file = str(path)
-        data = load_yaml(path)
-        if not isinstance(data, dict):
-            raise UserError("a search space file must be a mapping with `base` and `search` and/or `paths`", file=file)
-        unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
-        if unknown:
-            raise UserError(f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})", file=file, key=str(unknown[0]))
-        if "base" not in data:
-            raise UserError("required key is missing (a preset name or an ArchSpec mapping)", file=file, key="base")
-        description = data.get("description") or ""
-        base_dict = _base_dict(data["base"], file)
-        fixed = data.get("set") or {}
-        if not isinstance(fixed, dict):
-            raise UserError("expected a mapping of dotted keys to values", file=file, key="set")
-        for key, value in fixed.items():
-            _searchable_key(str(key), file=file, where=f"set.{key}")
-            try:
-                set_dotted(base_dict, str(key), copy.deepcopy(value))
-            except UserError as exc:
-                raise UserError(exc.detail, file=file, key=f"set.{key}") from None
-
-        search = data.get("search") or {}
-        if not isinstance(search, dict):
-            raise UserError("expected a mapping of dotted keys to distributions", file=file, key="search")
-        dims = []
-        for key, raw in search.items():
-            key = str(key)
-            _searchable_key(key, file=file, where=f"search.{key}")
-            dim = parse_distribution(raw, name=param_name(key), key=key, file=file, where=f"search.{key}")
-            _check_dimension(dim, key, file=file, where=f"search.{key}")
-            dims.append(dim)
+        top = SpaceFile.read(path)
+        base_dict = _base_dict(top.base, file)
+        _apply_set(base_dict, top.fixed or {}, file)
+        dims = _parse_search(top.search or {}, file)
         searched = {d.key for d in dims}
         if "width_mult" in searched:
             if "widths" in searched:
@@ -161,9 +164,9 @@ class SearchSpace:
             base_dict.pop("final_channels", None)
 
         base = ArchSpec.from_dict(copy.deepcopy(base_dict), file=file, prefix="base")
-        m, path_values = _parse_paths(data.get("paths"), base, file)
+        m, path_values = _parse_paths(top.paths, base, file)
         space = cls(file=file, base=base, base_dict=base_dict, dims=dims, m=m, path_values=path_values,
-                    description=str(description))
+                    description=str(top.description or ""))
         if "sk.attention" in searched and space.max_paths() == 1:
             raise UserError("M is always 1 here, and one path always uses attention: sum; search paths.M too",
                             file=file, key="search.sk.attention")
@@ -216,7 +219,18 @@ class SearchSpace:
                 seen.add(value.dim.name)
                 note = f"   (only when M >= {index})" if index > 1 and isinstance(self.m, Dimension) else ""
                 lines.append(value.dim.describe() + note)
-        return lines
+        return lines or ["nothing searched: every trial is the base spec (a baseline)"]
+
+    def dimensions(self) -> list[Dimension]:
+        """Every Dimension a trial may be asked for: M, the searched keys, the per-path ones."""
+        m = [self.m] if isinstance(self.m, Dimension) else []
+        return m + self.dims + [v.dim for v in self._path_values.values() if v.dim is not None]
+
+    @property
+    def fixed(self) -> bool:
+        """True when the space holds one spec (only `base`, or only one-value distributions): a baseline,
+        which the searcher trains once."""
+        return all(values is not None and len(values) == 1 for values in (d.values() for d in self.dimensions()))
 
     def max_paths(self) -> int:
         if isinstance(self.m, Dimension):
@@ -313,6 +327,26 @@ def _base_dict(raw: Any, file: str) -> dict[str, Any]:
     raise UserError(f"expected a preset name or an ArchSpec mapping (got {raw!r})", file=file, key="base")
 
 
+def _apply_set(base_dict: dict[str, Any], fixed: dict[Any, Any], file: str) -> None:
+    for key, value in fixed.items():
+        _searchable_key(str(key), file=file, where=f"set.{key}")
+        try:
+            set_dotted(base_dict, str(key), copy.deepcopy(value))
+        except UserError as exc:
+            raise UserError(exc.detail, file=file, key=f"set.{key}") from None
+
+
+def _parse_search(search: dict[Any, Any], file: str) -> list[Dimension]:
+    dims = []
+    for key, raw in search.items():
+        key = str(key)
+        _searchable_key(key, file=file, where=f"search.{key}")
+        dim = parse_distribution(raw, name=param_name(key), key=key, file=file, where=f"search.{key}")
+        _check_dimension(dim, key, file=file, where=f"search.{key}")
+        dims.append(dim)
+    return dims
+
+
 def _searchable_key(key: str, *, file: str, where: str) -> None:
     """A dotted key must name an ArchSpec field; the SK paths have their own `paths` block."""
     if key in ("sk.branches", "sk.M", "M") or key.startswith("sk.branches."):
@@ -327,13 +361,29 @@ def _searchable_key(key: str, *, file: str, where: str) -> None:
     raise UserError(f"not an ArchSpec field; searchable keys: {known}", file=file, key=where)
 
 
-def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int | None, dict[tuple[int, str], _PathValue]]:
+def _parse_paths(raw: dict[Any, Any] | None, base: ArchSpec, file: str
+                 ) -> tuple[Dimension | int | None, dict[tuple[int, str], _PathValue]]:
+    """M and every path's fields: (path index from 1, field) -> value, the pathN value over the shared one."""
     if raw is None:
         return None, {}
-    if not isinstance(raw, dict):
-        raise UserError("expected a mapping (M, kernel, dilation, groups, relu, path1, path2, ...)", file=file, key="paths")
+    m, max_m = _parse_m(raw.get("M", base.M), file)
+    shared, own = _split_path_keys(raw, max_m, file)
+    values: dict[tuple[int, str], _PathValue] = {}
+    for index in range(1, max_m + 1):
+        for field in PATH_FIELDS:
+            if field in own.get(index, {}):
+                raw_value, where = own[index][field], f"paths.path{index}.{field}"
+            elif field in shared:
+                raw_value, where = shared[field], f"paths.{field}"
+            else:
+                continue
+            values[(index, field)] = _path_value(raw_value, f"path{index}.{field}", field, file=file, where=where)
+    return m, values
+
+
+def _parse_m(raw_m: Any, file: str) -> tuple[Dimension | int, int]:
+    """paths.M (a whole number or a distribution over whole numbers) and the most paths it reaches."""
     m: Dimension | int
-    raw_m = raw.get("M", base.M)
     if isinstance(raw_m, dict):
         m = parse_distribution(raw_m, name="M", key="M", file=file, where="paths.M")
         if m.kind == "float" or (m.kind == "choices" and not all(isinstance(v, int) and not isinstance(v, bool)
@@ -348,8 +398,11 @@ def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int |
         raise UserError(f"an SK unit needs at least one path (M reaches {min(reach)})", file=file, key="paths.M")
     if max(reach) > MAX_PATHS:
         raise UserError(f"at most {MAX_PATHS} paths are supported (M reaches {max(reach)})", file=file, key="paths.M")
-    max_m = max(reach)
+    return m, max(reach)
 
+
+def _split_path_keys(raw: dict[Any, Any], max_m: int, file: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """The every-path fields and the pathN blocks of `paths`, each key checked."""
     shared: dict[str, Any] = {}
     own: dict[int, dict[str, Any]] = {}
     for key, value in raw.items():
@@ -373,18 +426,7 @@ def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int |
         else:
             raise UserError(f"unknown key (allowed: M, {', '.join(PATH_FIELDS)}, path1 ... path{max_m})",
                             file=file, key=f"paths.{key}")
-
-    values: dict[tuple[int, str], _PathValue] = {}
-    for index in range(1, max_m + 1):
-        for field in PATH_FIELDS:
-            if field in own.get(index, {}):
-                raw_value, where = own[index][field], f"paths.path{index}.{field}"
-            elif field in shared:
-                raw_value, where = shared[field], f"paths.{field}"
-            else:
-                continue
-            values[(index, field)] = _path_value(raw_value, f"path{index}.{field}", field, file=file, where=where)
-    return m, values
+    return shared, own
 
 
 def _path_value(raw: Any, name: str, field: str, *, file: str, where: str) -> _PathValue:
