@@ -1,6 +1,11 @@
 """Study files (studies/*.yaml): what to search, on which data, how to train a trial, how to schedule.
 
 Every block is a pydantic model with unknown keys forbidden, so a typo is an error naming its key.
+
+Paths are resolved here and nowhere else: after validation every path is absolute, with ~ expanded.
+search_space, dataset.root and dataset.classes_file are relative to the study file's folder; output_dir
+(default runs/<name>) is relative to the working directory, as the storage contract says. The data
+geometry (num_classes, input size) is derived once per load and cached: the class list is read once.
 """
 from __future__ import annotations
 
@@ -70,8 +75,9 @@ class DatasetConfig(_Block):
     seed: int = 0                           # data generation and the validation split
 
     # Derived once, cached: the class list is read (and the train/ folder counted) at most once per load.
-    _classes: list[str] | None = PrivateAttr(None)
-    _geometry: Geometry | None = PrivateAttr(None)
+    # Keyed by what they derive from, so a model_copy(update=...) never serves a stale value.
+    _classes: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _geometry: dict[tuple, Geometry] = PrivateAttr(default_factory=dict)
 
     def _make_absolute(self, base: Path) -> None:
         # Called by StudyConfig's validator (a default DatasetConfig is built without the study's folder).
@@ -81,15 +87,18 @@ class DatasetConfig(_Block):
 
     def class_names(self) -> list[str] | None:
         """The wnids of dataset.classes_file in label order (read once), or None when no list is given."""
-        if self.classes_file and self._classes is None:
-            self._classes = read_class_list(self.classes_file)
-        return self._classes
+        if not self.classes_file:
+            return None
+        if self.classes_file not in self._classes:
+            self._classes[self.classes_file] = read_class_list(self.classes_file)
+        return self._classes[self.classes_file]
 
     def geometry(self) -> Geometry:
         """(num_classes, input_size) of this data set, so sampled specs can be fitted to it."""
-        if self._geometry is None:
-            self._geometry = self._derive_geometry()
-        return self._geometry
+        key = (self.name, self.root, self.classes_file, self.resolution)
+        if key not in self._geometry:
+            self._geometry[key] = self._derive_geometry()
+        return self._geometry[key]
 
     def _derive_geometry(self) -> Geometry:
         if self.name in ("synthetic", "cifar10"):
@@ -210,6 +219,7 @@ class StudyConfig(_Block):
         directory. Idempotent, so the dict a Ray worker validates again keeps the same paths."""
         base = _base_dir(info)
         self.search_space = str(absolute(self.search_space, base))
+        self.dataset = self.dataset.model_copy()  # a DatasetConfig passed in by the caller stays as it was
         self.dataset._make_absolute(base)
         self.output_dir = str(absolute(self.output_dir or Path("runs") / self.name, Path.cwd()))
         return self

@@ -96,6 +96,8 @@ def test_the_class_list_is_read_once_at_load(tmp_path: Path) -> None:
     study = load_study(path)
     (tmp_path / "classes.txt").unlink()  # whatever reads it later would fail
     assert study.geometry() == (3, [3, 24, 24]) and study.dataset.class_names() == ["n01", "n02", "n03"]
+    # A copy with another resolution gets its own geometry, from the list already read.
+    assert study.dataset.model_copy(update={"resolution": 48}).geometry() == (3, [3, 48, 48])
 
 
 def test_storage_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

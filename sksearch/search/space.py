@@ -4,7 +4,7 @@ A file has up to five top-level keys (full example: docs/fragments/search-spaces
 
     description: free text
     base: sknet29                 # a preset name, or an inline ArchSpec mapping
-    set: {num_classes: 10}        # optional fixed overrides of the base, by dotted key
+    set: {stem_channels: 16}      # optional fixed overrides of the base, by dotted key
     search:                       # distributions over ArchSpec fields, by dotted key
       sk.G: {choices: [8, 16, 32, 64]}
       sk.r: {int: [4, 32], log: true}
@@ -14,6 +14,9 @@ A file has up to five top-level keys (full example: docs/fragments/search-spaces
       kernel: 3                   # every path (a fixed value or a distribution)
       dilation: {choices: [1, 2, 3]}
       path1: {dilation: 1}        # one path (1-based), overrides the every-path value
+
+Only `base` is required: a file with nothing to search is a baseline, one spec that the searcher trains once
+(SearchSpace.fixed). The distribution syntax ({choices}, {int}, {float}) is sksearch.search.distributions'.
 
 Sampling is define-by-run on an Optuna trial, so a path beyond the sampled M asks the trial nothing,
 `sk.attention` is asked only when M > 1 (an M = 1 unit always uses `sum`: softmax over one path is 1), and a
