@@ -5,7 +5,6 @@ measures each spec on the meta device and prints settings, params, MACs and feas
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TextIO

@@ -32,7 +32,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
