@@ -127,8 +127,8 @@ class StudySearcher(Searcher):
             if self.live or others_running:
                 self._idle_wait()
                 return None
-            done = (TrialState.COMPLETE, TrialState.PRUNED)
-            if any(st.counts_toward_budget(t) for t in self.study.get_trials(deepcopy=False, states=done)):
+            done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if any(st.counts_toward_budget(t) for t in done):
                 self.exhausted = "the space holds one spec (base only), and it is trained"
                 return Searcher.FINISHED
         duplicates = 0
@@ -148,6 +148,9 @@ class StudySearcher(Searcher):
                 st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
                 self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
                                              "params": feas.params, "macs": feas.macs})
+                if self.space.fixed:  # a baseline: every sample is this same spec
+                    self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
+                    return Searcher.FINISHED
                 continue
             twin = self._trained_twin(spec_dict)
             if twin is not None:
