@@ -38,6 +38,12 @@ def absolute(path: str | Path, base: Path) -> Path:
     return Path(os.path.abspath(base / Path(path).expanduser()))
 
 
+def display_path(path: str | Path) -> str:
+    """An absolute path as a message shows it: relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 def _base_dir(info: ValidationInfo) -> Path:
     """The folder relative paths start from: the study file's (load_study passes it), else the working directory."""
     base = (info.context or {}).get("base_dir")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sksearch.config import StudyConfig, load_study, parse_count, redact_url
+from sksearch.config import StudyConfig, display_path, load_study, parse_count, redact_url
 from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 
@@ -66,6 +66,8 @@ def test_paths_resolve_against_the_study_file(tmp_path: Path, monkeypatch: pytes
     assert study.space_path() == tmp_path / "space.yaml"
     assert study.dataset.root == str(tmp_path / "data")  # the default root: beside the study file
     assert study.out_dir() == elsewhere / "runs" / "s1"  # the output folder: under the working directory
+    # Messages show paths below the working directory relative to it, others in full.
+    assert display_path(study.out_dir()) == "runs/s1" and display_path(study.space_path()) == study.search_space
     monkeypatch.delenv("SKSEARCH_STORAGE", raising=False)
     assert study.storage_url() == f"sqlite:///{elsewhere}/runs/s1/optuna.db"
 

@@ -11,7 +11,7 @@ from typing import TextIO
 
 import optuna
 
-from sksearch.config import StudyConfig
+from sksearch.config import StudyConfig, display_path
 from sksearch.search.feasibility import Feasibility, format_count, sample_feasibility
 from sksearch.search.space import SearchSpace
 
@@ -51,7 +51,7 @@ def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO 
     elapsed = time.perf_counter() - start
 
     budgets = ", ".join(f"{k} {format_count(v)}" for k, v in study.constraints.model_dump().items() if v) or "none"
-    print(f"study {study.name}: {n} specs from {study.space_path()} (budgets: {budgets})", file=out)
+    print(f"study {study.name}: {n} specs from {display_path(study.space_path())} (budgets: {budgets})", file=out)
     print(f"{'#':>4}  {'params':>8}  {'MACs':>8}  {'feasible':<8}  settings", file=out)
     for i, (params, feas) in enumerate(rows):
         p = format_count(feas.params) if feas.params is not None else "-"

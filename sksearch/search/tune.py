@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sksearch.storage import records as st
-from sksearch.config import StudyConfig, redact_url
+from sksearch.config import StudyConfig, display_path, redact_url
 from sksearch.errors import UserError
 from sksearch.results.pareto import front_trials
 from sksearch.search.progress import ProgressPrinter, front_table
@@ -192,7 +192,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
             print(f"--fresh: the previous study is kept as {kept!r}", file=out)
     study = st.load_or_create_study(cfg, store, make_sampler(cfg))
     print(f"study {cfg.name!r} in {redact_url(url)}", file=out)
-    print(f"searching {os.path.normpath(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
+    print(f"searching {display_path(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
     print("resuming: " + _budget_line(study, n_trials) if study.get_trials(deepcopy=False) else
           f"budget: {n_trials} trials of up to {cfg.max_epochs()} epochs", file=out)
 
