@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, model_validator)
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.units import parse_count
@@ -141,7 +141,9 @@ class TrainConfig(_Block):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     amp: bool = True                        # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True              # on CUDA
-    compile: bool = False                   # torch.compile the model
+    # torch.compile the training step: true / "default", "max-autotune", or "reduce-overhead" (CUDA graphs,
+    # for small launch-bound nets on a GPU); false runs eager
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
     seed: int = 0
 
 
@@ -169,9 +171,16 @@ class SamplerConfig(_Block):
     n_startup_trials: int | None = Field(None, ge=0)  # tpe/gp: random trials before modelling
 
 
+def _one_gpu_at_most(gpu: float) -> float:
+    if gpu > 1:  # a trial trains on one device; a second reserved GPU would sit idle
+        raise ValueError(f"{gpu:g} GPUs per trial: a trial trains on one GPU; use at most 1 (or a fraction, "
+                         "0.5 or 0.25, to share one GPU between trials)")
+    return gpu
+
+
 class Resources(_Block):
     cpu: float = Field(1, gt=0)
-    gpu: float = Field(0, ge=0)
+    gpu: Annotated[float, AfterValidator(_one_gpu_at_most)] = Field(0, ge=0)
 
 
 class TuneConfig(_Block):
