@@ -20,7 +20,8 @@ from sksearch.config import StudyConfig
 from sksearch.errors import UserError
 from sksearch.presets import preset_dict
 from sksearch.results.pareto import front_trials
-from sksearch.spec import ArchSpec, apply_overrides, dump_yaml
+from sksearch.spec import ArchSpec
+from sksearch.yamlio import apply_overrides, dump_yaml
 from sksearch.storage import records
 from sksearch.storage.open import metric_names, open_study, redact_url
 from sksearch.storage.records import Key

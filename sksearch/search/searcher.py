@@ -123,6 +123,15 @@ class StudySearcher(Searcher):
                 self._idle_wait()
                 return None
             return Searcher.FINISHED
+        if self.space.fixed:
+            # A baseline (one spec): train it once, not once per free slot, and end when it is trained.
+            if self.live or others_running:
+                self._idle_wait()
+                return None
+            done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if any(st.counts_toward_budget(t) for t in done):
+                self.exhausted = "the space holds one spec (base only), and it is trained"
+                return Searcher.FINISHED
         duplicates = 0
         for _ in range(MAX_SKIPPED_IN_A_ROW):
             trial = self.study.ask()
@@ -141,6 +150,9 @@ class StudySearcher(Searcher):
             if not feas.feasible:
                 st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
                 self.on_event(protocol.Infeasible(trial.number, label, feas.reason or "infeasible"))
+                if self.space.fixed:  # a baseline: every sample is this same spec
+                    self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
+                    return Searcher.FINISHED
                 continue
             if twin is not None:
                 st.record_duplicate(self.study, trial, twin)

@@ -58,7 +58,7 @@ def _node_name() -> str:
 
 def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
     """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
-    with absolute data paths (tune.resolve_paths)."""
+    as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter."""
     import torch
 
     from sksearch.data import make_data

@@ -7,7 +7,6 @@ run_study wires the parts: the storage (storage.open: open, resume check, --fres
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from sksearch.config import StudyConfig
+from sksearch.config import StudyConfig, display_path
 from sksearch.errors import UserError
 from sksearch.results.pareto import front_trials
 from sksearch.search.progress import ProgressPrinter, budget_line, front_table, overhead_line
@@ -25,19 +24,6 @@ from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
 from sksearch.storage import records
 from sksearch.storage.open import archive_study, check_resume, load_or_create_study, metric_names, open_storage, redact_url
-
-
-def resolve_paths(cfg: StudyConfig) -> StudyConfig:
-    """Absolute data paths before the config travels to Ray workers (their working directory differs).
-    Like search_space, dataset.root and dataset.classes_file are relative to the study file."""
-    ds = cfg.dataset.model_copy()
-    ds.root = str(cfg.data_root().resolve())
-    classes = cfg.classes_path()
-    if classes is not None:
-        ds.classes_file = str(classes.resolve())
-    out = cfg.model_copy(update={"dataset": ds})
-    out.source = cfg.source
-    return out
 
 
 def check_data(cfg: StudyConfig) -> None:
@@ -60,7 +46,6 @@ def check_data(cfg: StudyConfig) -> None:
 def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | None = None,
               n_trials: int | None = None, fresh: bool = False, out: Any = sys.stdout) -> int:
     wall0 = time.perf_counter()
-    cfg = resolve_paths(cfg)
     space = SearchSpace.load(cfg.space_path())
     check_data(cfg)
     url = cfg.storage_url(storage)
@@ -91,7 +76,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
             print(f"--fresh: the previous study is kept as {kept!r}", file=out)
     study = load_or_create_study(cfg, store, make_sampler(cfg), out=out)
     print(f"study {cfg.name!r} in {redact_url(url)}", file=out)
-    print(f"searching {os.path.normpath(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
+    print(f"searching {display_path(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
     print("resuming: " + budget_line(study.get_trials(deepcopy=False), n_trials) if study.get_trials(deepcopy=False) else
           f"budget: {n_trials} trials of up to {cfg.max_epochs()} epochs", file=out)
 

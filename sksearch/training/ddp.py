@@ -42,7 +42,8 @@ RUN_FILES = ("checkpoint.pt", "summary.json")
 def load_config(path: str) -> tuple[Any, Recipe, dict[str, Any]]:
     """(spec, recipe, provenance) from an exported config, a bare spec file or a preset name."""
     from sksearch.presets import PRESETS
-    from sksearch.spec import ArchSpec, load_spec, load_yaml
+    from sksearch.spec import ArchSpec, load_spec
+    from sksearch.yamlio import load_yaml
 
     if path in PRESETS or not str(path).endswith((".yaml", ".yml")):
         return load_spec(path), Recipe(), {}
@@ -244,7 +245,8 @@ def init_weights_from(path: str | Path, model: nn.Module, device: torch.device) 
 def run_datasets(data: str | Path, classes_file: str | None, resolution: int) -> tuple[Any, Any]:
     """(train, val) image folders whose items are uint8 tensors: the workers send 4x fewer bytes than
     normalised float32, and the device normalises them (normalizer)."""
-    from sksearch.data.imagenet import image_folder, read_class_list
+    from sksearch.config import read_class_list
+    from sksearch.data.imagenet import image_folder
 
     classes = read_class_list(classes_file) if classes_file else None
     return (image_folder(Path(data), "train", classes, resolution, train=True, normalize=False),

@@ -22,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from sksearch.config import StudyConfig, load_study
-from sksearch.search.feasibility import check_spec, invalid, study_geometry
+from sksearch.search.feasibility import check_spec, invalid
 from sksearch.spec import load_spec
 from sksearch.storage import records
 from sksearch.storage.open import load_or_create_study, open_storage
@@ -99,7 +99,7 @@ def make_results_study(root: Path, *, dataset: str = "cifar10", name: str = "res
     cfg = load_study(_write_study_file(root, name, dataset))
     storage = open_storage(cfg.storage_url())
     study = load_or_create_study(cfg, storage, optuna.samplers.RandomSampler(seed=0))
-    num_classes, input_size = study_geometry(cfg)
+    num_classes, input_size = cfg.geometry()
     full: dict[str, optuna.trial.FrozenTrial] = {}
     for k, (tag, preset, overrides, outcome, acc, epochs, error) in enumerate(TRIALS):
         if outcome == "invalid":  # structurally invalid: never counted, FAIL with the reason
