@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sksearch.storage import records as st
+from sksearch.storage.ledger import counts_toward_budget
 from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
 from sksearch.results.pareto import front_trials
@@ -164,8 +165,8 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 def _budget_line(study: optuna.Study, n_trials: int) -> str:
     trials = study.get_trials(deepcopy=False)
-    used = sum(st.counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
-    states = {s: sum(t.state == s and st.counts_toward_budget(t) for t in trials)
+    used = sum(counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
+    states = {s: sum(t.state == s and counts_toward_budget(t) for t in trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     infeasible = sum("infeasible" in t.user_attrs for t in trials)
     duplicates = sum("duplicate_of" in t.user_attrs for t in trials)
