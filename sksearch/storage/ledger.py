@@ -50,6 +50,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from sksearch.errors import UserError
 from sksearch.storage.records import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, Key
 
 FAULT_STEPS = ("after_ask", "after_beat", "after_claim", "mid_training", "before_tell", "after_tell")
@@ -57,18 +58,27 @@ FAULT_EXIT = 86
 _fault_seen: dict[str, int] = {}
 
 
+def fault_plan() -> dict[str, int]:
+    """SKSEARCH_FAULT as {step: the visit that dies}; a UserError for a typo, which would test nothing."""
+    plan = {}
+    for item in filter(None, (i.strip() for i in os.environ.get("SKSEARCH_FAULT", "").split(","))):
+        name, _, nth = item.partition(":")
+        if name not in FAULT_STEPS or not (nth or "1").isdigit():
+            raise UserError(f"{item!r} is not STEP[:N] with STEP one of {', '.join(FAULT_STEPS)}",
+                            key="SKSEARCH_FAULT")
+        plan[name] = int(nth or 1)
+    return plan
+
+
 def fault_point(step: str) -> None:
-    """Die here when SKSEARCH_FAULT names this step (and this is its N-th visit)."""
-    spec = os.environ.get("SKSEARCH_FAULT")
-    if not spec:
+    """Die here when SKSEARCH_FAULT names this step and this is the visit it names."""
+    plan = fault_plan()
+    if step not in plan:
         return
     _fault_seen[step] = _fault_seen.get(step, 0) + 1
-    for item in spec.split(","):
-        name, _, nth = item.strip().partition(":")
-        if name == step and _fault_seen[step] == int(nth or 1):
-            print(f"SKSEARCH_FAULT: killing the driver at {step} (visit {_fault_seen[step]})",
-                  file=sys.stderr, flush=True)
-            os._exit(FAULT_EXIT)
+    if _fault_seen[step] == plan[step]:
+        print(f"SKSEARCH_FAULT: killing the driver at {step} (visit {plan[step]})", file=sys.stderr, flush=True)
+        os._exit(FAULT_EXIT)
 
 
 # -- what each trial means to the budget ------------------------------------------------------------------
@@ -130,6 +140,7 @@ class Ledger:
         # e.g. trials that ran out of GPU memory: recorded FAIL, but no reason to stop the study
         self.not_a_failure = not_a_failure or (lambda t: False)
         self.backoff = backoff
+        fault_plan()  # a bad SKSEARCH_FAULT stops here, before anything is claimed
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.replaced: list[int] = []   # numbers of other drivers' trials this ledger failed as stale
         self.discarded = 0
