@@ -15,7 +15,9 @@ The rules that keep the budget exact in every case:
   so discarded claims are bounded by the races actually run.
 * Stale: another driver's RUNNING trial whose last heartbeat is older than the grace period, or which has
   no heartbeat row at all (its driver died between ask and first beat) and started longer ago than the
-  grace period. Stale trials are failed (FAIL, Key.INTERRUPTED, not counted) and so replaced.
+  grace period. Stale trials are failed (FAIL, Key.INTERRUPTED, not counted) and so replaced. (Optuna stamps
+  a trial's start with its driver's local clock: drivers on several machines need their clocks and time
+  zones to agree within the grace period; heartbeats use the database's clock.)
 * The stale check never fails this driver's own live trials, however long it stalled. If another driver
   failed one of them meanwhile, the next write to it logs one line, the trial is dropped, and the driver
   goes on.
@@ -225,8 +227,11 @@ class Ledger:
     def claim(self, trial: optuna.Trial) -> bool:
         """Make a sampled trial a slot of this run; False (given back, after a back-off) when the budget
         was taken by other drivers between the count and the claim."""
-        trial.set_user_attr(Key.SLOT, True)
-        trial.set_user_attr(Key.RUN_ID, self.run_id)
+        with self._guard(trial._trial_id) as w:
+            trial.set_user_attr(Key.SLOT, True)
+            trial.set_user_attr(Key.RUN_ID, self.run_id)
+        if w.lost:  # this driver stalled while sampling and another failed the trial
+            return False
         if self._slots_before(trial.number) < self.n_trials:
             fault_point("after_claim")
             return True

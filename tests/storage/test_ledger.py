@@ -134,22 +134,27 @@ def test_own_live_trials_are_never_failed_after_a_stall_longer_than_grace(make):
     assert _trial(make.study, trial.number).state == TrialState.COMPLETE
 
 
-@pytest.mark.parametrize("write", ["epoch", "tell"])
+@pytest.mark.parametrize("write", ["claim", "epoch", "tell"])
 def test_driver_whose_trial_another_failed_logs_one_line_and_goes_on(make, write):
     lines: list[str] = []
     stalled, other = make(n_trials=2, log=lines.append), make(n_trials=2)
     trial = stalled.ask()
-    assert stalled.claim(trial)
+    if write != "claim":
+        assert stalled.claim(trial)
     _stall(make)
     assert other.state().free == 2  # it failed the stalled driver's trial
-    if write == "epoch":
+    if write == "claim":  # it stalled while sampling
+        lost = not stalled.claim(trial)
+    elif write == "epoch":
         with stalled.progress(trial._trial_id) as w:
             st.record_epoch(stalled.storage, trial._trial_id, {"training_iteration": 1, "accuracy": 0.5}, [0.5])
+        lost = w.lost
     else:
         with stalled.finish(trial._trial_id) as w:
             st.record_end(stalled.study, trial, make.cfg, epochs_done=1, max_epochs=1, accuracy=0.5, params=10,
                           macs=20, error=None)
-    assert w.lost and stalled.held() == []
+        lost = w.lost
+    assert lost and stalled.held() == []
     assert len(lines) == 1 and f"trial {trial.number}:" in lines[0] and "stalled" in lines[0]
     # ... and goes on: its next trial is claimed and trained as usual.
     nxt = stalled.ask()
