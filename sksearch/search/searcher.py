@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from sksearch.storage import records as st
-from sksearch.storage.ledger import Ledger
+from sksearch.storage.ledger import Ledger, counts_toward_budget
 from sksearch.config import StudyConfig
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.space import SearchSpace
@@ -82,6 +82,15 @@ class StudySearcher(Searcher):
                 self._idle_wait()
                 return None
             return Searcher.FINISHED
+        if self.space.fixed:
+            # A baseline (one spec): train it once, not once per free slot, and end when it is trained.
+            if self.live or budget.others_running:
+                self._idle_wait()
+                return None
+            done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if any(counts_toward_budget(t) for t in done):
+                self.exhausted = "the space holds one spec (base only), and it is trained"
+                return Searcher.FINISHED
         duplicates = 0
         for _ in range(MAX_SKIPPED_IN_A_ROW):
             trial = self.ledger.ask()
@@ -98,6 +107,9 @@ class StudySearcher(Searcher):
                                          feas.macs)
                 self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
                                              "params": feas.params, "macs": feas.macs})
+                if self.space.fixed:  # a baseline: every sample is this same spec
+                    self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
+                    return Searcher.FINISHED
                 continue
             twin = self._trained_twin(spec_dict)
             if twin is not None:
