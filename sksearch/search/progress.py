@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.search import protocol as p
 from sksearch.storage import records
+from sksearch.storage.ledger import counts_toward_budget
 from sksearch.units import format_count
 
 
@@ -58,8 +59,8 @@ def front_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def budget_line(trials: Sequence[FrozenTrial], n_trials: int) -> str:
-    used = sum(records.counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
-    states = {s: sum(t.state == s and records.counts_toward_budget(t) for t in trials)
+    used = sum(counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
+    states = {s: sum(t.state == s and counts_toward_budget(t) for t in trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     status = [records.status(t) for t in trials]
     return (f"{used}/{n_trials} trials done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "

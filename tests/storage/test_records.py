@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from sksearch.config import StudyConfig
 from sksearch.storage import records as st
+from sksearch.storage.ledger import counts_toward_budget, is_failure
 from sksearch.storage.open import load_or_create_study, open_storage
 
 from tests.tune.helpers import MYSQL_URL, reachable
@@ -51,8 +52,8 @@ def _check(study: optuna.Study) -> None:
     assert broken.state == TrialState.FAIL and broken.user_attrs["error"] == "RuntimeError: boom"
     assert big.state == TrialState.COMPLETE and big.values == [0.0, 90000.0]
     assert big.constraints == {"max_macs": 1.5, st.REPEAT_CONSTRAINT: 0.0}
-    assert [t.number for t in study.get_trials() if st.counts_toward_budget(t)] == [0, 1, 2]
-    assert [st.is_failure(t) for t in study.get_trials()] == [False, False, True, False]
+    assert [t.number for t in study.get_trials() if counts_toward_budget(t)] == [0, 1, 2]
+    assert [is_failure(t) for t in study.get_trials()] == [False, False, True, False]
     # Optuna's own front (and so optuna-dashboard's) skips the infeasible and the pruned trials.
     assert [t.number for t in study.best_trials] == [full.number]
     # The read view: one status, one explanation, accuracy by metric name, one front row.
