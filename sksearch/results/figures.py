@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from sksearch.results.paper import reference_models
-from sksearch.results.pareto import Normaliser, front_2d, full_fidelity_trials, hypervolume_history
+from sksearch.results.pareto import FrontNoise, Normaliser, front_2d, full_fidelity_trials, hypervolume_history
 from sksearch.spec import ArchSpec
 from sksearch.storage import records
 from sksearch.storage.records import Key
@@ -29,6 +29,8 @@ STYLE = {
     "partial": dict(name="complete, not full budget", marker=dict(symbol="circle-open", size=8, color="#bcbd22")),
     "duplicate": dict(name="repeated spec (result copied, not trained)",
                       marker=dict(symbol="diamond-open", size=6, color="#9467bd")),
+    "confirmation": dict(name="seed confirmation (a front trial retrained with another seed)",
+                         marker=dict(symbol="triangle-up-open", size=7, color="#17becf")),
     "infeasible": dict(name="infeasible (over budget, never trained)",
                        marker=dict(symbol="x", size=9, color="#d62728")),
     "failed": dict(name="failed", marker=dict(symbol="x-thin-open", size=10, color="#000000", line=dict(width=2))),
@@ -88,15 +90,27 @@ class Point:
 
 
 @dataclass
+class Spread:
+    """A front trial's accuracy over training seeds: the original and its confirmations (`run --confirm`)."""
+    trial: int
+    cost: float
+    mean: float
+    sd: float
+    runs: int
+    within_noise_of: list[int]
+
+
+@dataclass
 class AccuracyData:
     axis: str
     front: list[Point]                      # the 2-D staircase, cheapest first
     by_status: dict[str, list[Point]]       # every other trial that has a size and an accuracy
     references: list[Any] = field(default_factory=list)   # paper models (results.paper.Reference)
+    spread: list[Spread] = field(default_factory=list)    # error bars of the front trials retrained with seeds
 
 
 def accuracy_data(trials: Sequence[FrozenTrial], axis: str, names: Sequence[str], dataset: str,
-                  front_numbers: set[int]) -> AccuracyData:
+                  front_numbers: set[int], noise: FrontNoise | None = None) -> AccuracyData:
     by_status: dict[str, list[tuple[FrozenTrial, Point]]] = {k: [] for k in STYLE}
     for t in trials:
         status = records.status(t)
@@ -110,7 +124,12 @@ def accuracy_data(trials: Sequence[FrozenTrial], axis: str, names: Sequence[str]
     on = set(idx)
     rest = {s: [p for i, (_, p) in enumerate(pts) if not (s == "full" and i in on)] for s, pts in by_status.items()}
     refs = [m for m in reference_models(dataset) if (m.macs if axis == Key.MACS else m.params) is not None]
-    return AccuracyData(axis, [full[i][1] for i in idx], rest, refs)
+    spread = []
+    for t in trials:
+        mean, sd, runs = noise.spread(t.number) if noise is not None else (0.0, None, 0)
+        if sd is not None and (size := records.cost(t, axis)) is not None:
+            spread.append(Spread(t.number, float(size), mean, sd, runs, sorted(noise.close.get(t.number, []))))
+    return AccuracyData(axis, [full[i][1] for i in idx], rest, refs, spread)
 
 
 def draw_accuracy(d: AccuracyData) -> go.Figure:
@@ -121,6 +140,17 @@ def draw_accuracy(d: AccuracyData) -> go.Figure:
             name=f"Pareto front (accuracy vs {d.axis})", line=dict(color="#2ca02c", width=2),
             marker=dict(symbol="star", size=13, color="#2ca02c"), customdata=[p.trial for p in d.front],
             hovertext=[p.hover for p in d.front], hoverinfo="text"))
+    if d.spread:
+        # Beside the front's own point (one training run): the mean over seeds, with +- one SD.
+        fig.add_trace(go.Scatter(
+            x=[p.cost for p in d.spread], y=[p.mean for p in d.spread], mode="markers",
+            name="front trial over seeds: mean +- SD", marker=dict(symbol="line-ew", size=14, color="#2ca02c",
+                                                                   line=dict(width=2, color="#2ca02c")),
+            error_y=dict(type="data", array=[p.sd for p in d.spread], visible=True, color="#2ca02c"),
+            customdata=[p.trial for p in d.spread], hoverinfo="text",
+            hovertext=[f"trial {p.trial}: accuracy {p.mean:.2%} +- {p.sd:.2%} over {p.runs} seeds"
+                       + (f"<br>order within noise of trial(s) {', '.join(map(str, p.within_noise_of))}"
+                          if p.within_noise_of else "") for p in d.spread]))
     for status, pts in d.by_status.items():
         if not pts:
             continue

@@ -212,3 +212,61 @@ def hypervolume_history(study: optuna.Study, norm: Normaliser) -> list[Hypervolu
                 hv = float(compute_hypervolume(np.stack(front), norm.reference_point, assume_pareto=True))
         out.append(HypervolumePoint(t.number, n, round(seconds, 3), epochs, hv))
     return out
+
+
+# -- seed noise of the front (`sksearch run --confirm K`) -----------------------------------------------------------
+
+NOISE_FACTOR = 2.0  # adjacent front members closer than this many seed SDs in accuracy: their order is noise
+
+
+@dataclass(frozen=True)
+class FrontNoise:
+    """What the seed confirmations say about the front's accuracies."""
+
+    runs: dict[int, list[float]]   # front trial -> accuracies: the original's first, then its confirmations'
+    pooled_sd: float | None        # seed-to-seed SD of accuracy, pooled over the members retrained (None: none)
+    members: int                   # front members with at least one confirmation
+    close: dict[int, list[int]]    # front trial -> its neighbours by mean accuracy within NOISE_FACTOR * pooled_sd
+
+    def spread(self, number: int) -> tuple[float, float | None, int]:
+        """(mean, SD or None for a single run, runs) of a front trial's accuracy."""
+        acc = self.runs.get(number, [])
+        if not acc:
+            return float("nan"), None, 0
+        return float(np.mean(acc)), (float(np.std(acc, ddof=1)) if len(acc) > 1 else None), len(acc)
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.pooled_sd is None else NOISE_FACTOR * self.pooled_sd
+
+
+def front_noise(front: Sequence[FrozenTrial], trials: Sequence[FrozenTrial],
+                names: Sequence[str] | None = None) -> FrontNoise:
+    """Per front member the accuracy of the original and of its seed confirmations; the SD pooled over the
+    members (sum of squared deviations from each member's mean over their degrees of freedom); and the
+    adjacent members (sorted by mean accuracy) whose difference is below NOISE_FACTOR x that SD."""
+    confirmed = records.confirmations(trials)
+    runs: dict[int, list[float]] = {}
+    for t in front:
+        acc = [records.accuracy(x, names) for x in (t, *confirmed.get(t.number, []))]
+        runs[t.number] = [float(a) for a in acc if a is not None]
+    retrained = [a for a in runs.values() if len(a) > 1]
+    dof = sum(len(a) - 1 for a in retrained)
+    pooled = float(np.sqrt(sum(float(np.sum((np.array(a) - np.mean(a)) ** 2)) for a in retrained) / dof)) \
+        if dof else None
+    close: dict[int, list[int]] = {n: [] for n in runs}
+    if pooled is not None:
+        order = sorted((n for n in runs if runs[n]), key=lambda n: float(np.mean(runs[n])))
+        for a, b in zip(order, order[1:]):
+            if abs(float(np.mean(runs[a])) - float(np.mean(runs[b]))) < NOISE_FACTOR * pooled:
+                close[a].append(b)
+                close[b].append(a)
+    return FrontNoise(runs, pooled, len(retrained), close)
+
+
+def noisy_front_row(t: FrozenTrial, noise: FrontNoise, names: Sequence[str] | None = None) -> dict:
+    """records.front_row plus the spread over seeds: runs, accuracy_mean, accuracy_sd (None for one run) and
+    within_noise_of (neighbouring front trials whose accuracy order is within noise)."""
+    mean, sd, n = noise.spread(t.number)
+    return {**records.front_row(t, names), "runs": n, "accuracy_mean": mean if n else None, "accuracy_sd": sd,
+            "within_noise_of": sorted(noise.close.get(t.number, []))}

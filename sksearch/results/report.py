@@ -20,7 +20,7 @@ import plotly.io as pio
 from sksearch.config import StudyConfig
 from sksearch.results.figures import (accuracy_data, draw_accuracy, draw_hypervolume, draw_importance,
                                       draw_parallel, importance_data, parallel_data)
-from sksearch.results.pareto import Normaliser, front_trials, hypervolume_history
+from sksearch.results.pareto import NOISE_FACTOR, Normaliser, front_noise, front_trials, hypervolume_history, noisy_front_row
 from sksearch.storage import records
 from sksearch.storage.open import metric_names, open_study, redact_url
 from sksearch.storage.records import Key
@@ -57,10 +57,11 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
     norm = Normaliser.for_study(study, names, study_cfg)
     front = front_trials(study, trials)
     front_numbers = {t.number for t in front}
+    noise = front_noise(front, trials, names)
     dataset = study_cfg.dataset.name
     figs: dict[str, go.Figure] = {}
     for axis in (Key.MACS, Key.PARAMS):
-        figs[f"accuracy_vs_{axis}"] = draw_accuracy(accuracy_data(trials, axis, names, dataset, front_numbers))
+        figs[f"accuracy_vs_{axis}"] = draw_accuracy(accuracy_data(trials, axis, names, dataset, front_numbers, noise))
     figs["hypervolume"] = draw_hypervolume(study, norm)
     importance, n_eligible = importance_data(study, names)
     figs["importance"] = draw_importance(importance, n_eligible)
@@ -74,7 +75,9 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
     summary = {
         "study": study_cfg.name, "storage": redact_url(url), "dataset": dataset, "objectives": names,
         "directions": [d.name.lower() for d in study.directions], "trials": len(trials), "by_status": counts,
-        "front": [records.front_row(t, names) for t in front],
+        "front": [noisy_front_row(t, noise, names) for t in front],
+        # seed-to-seed SD of accuracy pooled over the front members retrained by `run --confirm` (None: none)
+        "seed_sd": noise.pooled_sd, "seed_sd_members": noise.members, "noise_threshold": noise.threshold,
         "hypervolume": history[-1].hypervolume if history else 0.0,
         "hypervolume_reference": norm.describe(),
         "importance": importance,
@@ -94,7 +97,8 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
 def _page(cfg: StudyConfig, url: str, summary: dict[str, Any], figs: dict[str, go.Figure]) -> str:
     rows = "".join(
         f"<tr><td>{f['trial']}</td><td>{html.escape(str(f['label']))}</td><td>{_pct(f['accuracy'])}</td>"
-        f"<td>{format_count(f['macs'])}</td><td>{format_count(f['params'])}</td></tr>" for f in summary["front"])
+        f"<td>{_spread(f)}</td><td>{format_count(f['macs'])}</td><td>{format_count(f['params'])}</td></tr>"
+        for f in summary["front"])
     status = ", ".join(f"{v} {k}" for k, v in sorted(summary["by_status"].items()))
     parts = [f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>sksearch report: {html.escape(cfg.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}
@@ -103,8 +107,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px}}</style></head><body>
 <p>data set: {html.escape(summary['dataset'])}; objectives: {html.escape(', '.join(summary['objectives']))};
 storage: {html.escape(redact_url(url))}; trials: {summary['trials']} ({html.escape(status)}).
 The front holds full-fidelity, feasible trials only; pruned trials are shown at their last accuracy.</p>
-<h2>Pareto front</h2><table><tr><th>trial</th><th>SK settings</th><th>accuracy</th><th>MACs</th><th>params</th></tr>
-{rows}</table>"""]
+<h2>Pareto front</h2><table><tr><th>trial</th><th>SK settings</th><th>accuracy</th>
+<th>over seeds: mean &plusmn; SD (runs)</th><th>MACs</th><th>params</th></tr>
+{rows}</table><p>{_noise_text(summary)}</p>"""]
     for i, (name, fig) in enumerate(figs.items()):
         parts.append(f'<h2 id="{name}">{name.replace("_", " ")}</h2>')
         # default_height is "100%" of the viewport: size each div to its figure instead.
@@ -112,6 +117,23 @@ The front holds full-fidelity, feasible trials only; pruned trials are shown at 
                                  default_height=f"{fig.layout.height or 500}px"))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _spread(f: dict[str, Any]) -> str:
+    if f.get("accuracy_sd") is None:
+        return "one run"
+    mark = "".join(f" ~{n}" for n in f.get("within_noise_of") or [])
+    return f"{_pct(f['accuracy_mean'])} &plusmn; {_pct(f['accuracy_sd'])} ({f['runs']}){mark}"
+
+
+def _noise_text(summary: dict[str, Any]) -> str:
+    if summary.get("seed_sd") is None:
+        return ("Each front point is one training run: <code>sksearch run STUDY.yaml --confirm K</code> retrains "
+                "the front with K other seeds, to show how much of its order is noise.")
+    return (f"Seed-to-seed standard deviation of accuracy: {_pct(summary['seed_sd'])}, pooled over "
+            f"{summary['seed_sd_members']} front trials retrained with other seeds. ~N marks a front trial whose "
+            f"mean accuracy is within {NOISE_FACTOR:g} SD ({_pct(summary['noise_threshold'])}) of its neighbour "
+            "N's: their order is within noise.")
 
 
 def _pct(v: Any) -> str:

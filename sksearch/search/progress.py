@@ -45,16 +45,34 @@ class ProgressPrinter:
         print(line, file=self.out, flush=True)
 
 
-def front_table(rows: Sequence[dict[str, Any]]) -> str:
-    """rows: storage.records.front_row dicts, in the order to print."""
+def front_table(rows: Sequence[dict[str, Any]], seed_sd: float | None = None, threshold: float | None = None) -> str:
+    """rows: storage.records.front_row dicts (results.pareto.noisy_front_row when the front was retrained with
+    other seeds), in the order to print. With seed confirmations: a `mean +- SD (runs)` column, and `~N` on
+    members whose accuracy is within noise (threshold) of front trial N's."""
     if not rows:
         return "(no trial has finished at full fidelity yet)"
+    spread = any((r.get("runs") or 0) > 1 for r in rows)
     header = f"{'trial':>5}  {'SK setting':<40} {'accuracy':>8} {'params':>8} {'MACs':>8}"
+    if spread:
+        header += f"  {'over seeds: mean +- SD (runs)':<30} noise"
     lines = [header, "-" * len(header)]
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-        lines.append(f"{r['trial']:>5}  {r['label']:<40} {acc:>8} {format_count(r['params']):>8} "
-                     f"{format_count(r['macs']):>8}")
+        line = (f"{r['trial']:>5}  {r['label']:<40} {acc:>8} {format_count(r['params']):>8} "
+                f"{format_count(r['macs']):>8}")
+        if spread:
+            sd = r.get("accuracy_sd")
+            cell = f"{r['accuracy_mean']:.4f} +- {sd:.4f} ({r['runs']})" if sd is not None else "(1 run)"
+            mark = " ".join(f"~{n}" for n in r.get("within_noise_of") or [])
+            line += f"  {cell:<30} {mark}".rstrip()
+        lines.append(line)
+    if seed_sd is not None:
+        runs = sum(r.get("runs") or 0 for r in rows)
+        lines.append(f"seed-to-seed SD of accuracy: {seed_sd:.4f} (pooled over the front's {runs} runs); "
+                     f"~N: accuracy within {threshold:.4f} (2 SD) of front trial N's, so their order is noise")
+    else:
+        lines.append("(one training run per point: `sksearch run STUDY.yaml --confirm K` retrains the front "
+                     "with K other seeds to show its noise)")
     return "\n".join(lines)
 
 
@@ -65,7 +83,9 @@ def budget_line(trials: Sequence[FrozenTrial], n_trials: int) -> str:
     status = [records.status(t) for t in trials]
     return (f"{used}/{n_trials} trials done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "
             f"pruned, {states[TrialState.FAIL]} failed; {status.count('infeasible')} infeasible and "
-            f"{status.count('duplicate')} repeated specs skipped)")
+            f"{status.count('duplicate')} repeated specs skipped"
+            + (f"; {status.count('confirmation')} seed confirmations, off the budget)" if 'confirmation' in status
+               else ")"))
 
 
 def overhead_line(trials: Sequence[FrozenTrial], run_id: str, wall: float, ray_start: float, slots: int) -> str | None:

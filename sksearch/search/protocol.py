@@ -22,6 +22,7 @@ class TrialConfig(TypedDict):
     params: int
     macs: int
     max_epochs: int
+    seed: int              # the training seed: the study's train.seed, another one for a seed confirmation
 
 
 class EpochResult(TypedDict, total=False):
@@ -40,8 +41,10 @@ class EpochResult(TypedDict, total=False):
     error_kind: str        # with error: "oom" (device out of memory) or "crash"
 
 
-def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_epochs: int) -> TrialConfig:
-    return TrialConfig(trial_number=number, spec=spec, params=int(params), macs=int(macs), max_epochs=max_epochs)
+def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_epochs: int, *,
+                 seed: int) -> TrialConfig:
+    return TrialConfig(trial_number=number, spec=spec, params=int(params), macs=int(macs), max_epochs=max_epochs,
+                       seed=int(seed))
 
 
 def epoch_result(*, accuracy: float, epoch: int, train_loss: float, images_per_second: float, epoch_seconds: float,

@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 from sksearch.storage import records as st
 from sksearch.storage.ledger import Ledger, counts_toward_budget
 from sksearch.config import StudyConfig
+from sksearch.results.pareto import front_trials
 from sksearch.search import protocol
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.space import SearchSpace
@@ -37,9 +38,24 @@ class LiveTrial:
     epochs_done: int = 0
 
 
+def confirmation_plan(study: optuna.Study, cfg: StudyConfig, k: int) -> list[tuple[optuna.trial.FrozenTrial, int]]:
+    """(front trial, seed) of every seed confirmation still missing for `run --confirm k`: each member of the
+    current full-fidelity front is retrained with seeds train.seed + 1 .. train.seed + k. A seed already done
+    (COMPLETE) or being trained (RUNNING, not stale) is not asked again, so reruns add at most k per member
+    in total and a killed run resumes; a failed confirmation is retried with its seed. Confirmations are
+    off the front, so the front (and this plan) does not move while they train."""
+    trials = study.get_trials(deepcopy=False)
+    done = st.confirmations(trials, include_running=True)
+    todo = []
+    for t in front_trials(study, trials):
+        have = {st.seed(c) for c in done.get(t.number, [])}
+        todo += [(t, s) for s in range(cfg.train.seed + 1, cfg.train.seed + k + 1) if s not in have]
+    return todo
+
+
 class StudySearcher(Searcher):
     def __init__(self, cfg: StudyConfig, space: SearchSpace, study: optuna.Study, storage: optuna.storages.RDBStorage,
-                 *, n_trials: int, on_event: protocol.EventSink | None = None):
+                 *, n_trials: int, on_event: protocol.EventSink | None = None, confirm: int | None = None):
         super().__init__(metric=protocol.ACCURACY, mode="max")
         self.cfg = cfg
         self.space = space
@@ -53,8 +69,12 @@ class StudySearcher(Searcher):
         self.stop_reason: str | None = None
         self.exhausted: str | None = None
         self._lock = threading.Lock()
-        # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py).
-        self.ledger = Ledger(study, storage, n_trials)
+        # `run --confirm K`: retrain the front K more times with other seeds instead of searching.
+        self.confirm = confirm
+        self._tried: set[tuple[int, int]] = set()
+        # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py). A trial
+        # that ran out of device memory is recorded FAIL but does not count toward tune.max_failures.
+        self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_oom)
         self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
 
     def close(self) -> None:
@@ -77,6 +97,8 @@ class StudySearcher(Searcher):
             self.stop_reason = (f"{budget.failures} trials failed in this run (tune.max_failures is "
                                 f"{self.cfg.tune.max_failures}); see their `error` in the storage or the dashboard")
             return Searcher.FINISHED
+        if self.confirm is not None:
+            return self._suggest_confirmation(trial_id)
         if budget.free <= 0:
             if budget.others_running:
                 # Another driver's trials, or a dead driver's not yet stale: wait and see whether they finish.
@@ -127,7 +149,7 @@ class StudySearcher(Searcher):
                 self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0))
             self.on_event(protocol.Started(trial.number, label, int(feas.params or 0), int(feas.macs or 0)))
             return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
-                                              self.max_epochs))
+                                              self.max_epochs, seed=self.cfg.train.seed))
         if duplicates >= MAX_REPEATS_IN_A_ROW:
             # Nothing new to train: a small space is used up. That ends the study normally.
             self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
@@ -136,6 +158,25 @@ class StudySearcher(Searcher):
             self.stop_reason = (f"{MAX_SKIPPED_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
                                 "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
         return Searcher.FINISHED
+
+    def _suggest_confirmation(self, trial_id: str) -> dict[str, Any] | None:
+        """The next missing seed confirmation of a front trial, off the budget (no slot claimed)."""
+        # A confirmation that failed in this run is not retried in it (an OOM would loop: it is no failure).
+        todo = [(t, s) for t, s in confirmation_plan(self.study, self.cfg, self.confirm or 0)
+                if (t.number, s) not in self._tried]
+        if not todo:
+            return Searcher.FINISHED
+        original, seed = todo[0]
+        self._tried.add((original.number, seed))
+        trial = self.ledger.ask()
+        st.record_confirmation(trial, original, seed, self.run_id, self.max_epochs)
+        params, macs = int(st.cost(original, st.Key.PARAMS) or 0), int(st.cost(original, st.Key.MACS) or 0)
+        label = f"{st.label(original)} (seed {seed} of trial {original.number})"
+        with self._lock:
+            self.live[trial_id] = LiveTrial(trial, label, params, macs)
+        self.on_event(protocol.Started(trial.number, label, params, macs))
+        return dict(protocol.trial_config(trial.number, st.spec(original) or {}, params, macs, self.max_epochs,
+                                          seed=seed))
 
     def _trained_twin(self, spec: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
         """A full-fidelity trial of the same spec. Resume refuses a study file whose recipe changed, so the
@@ -177,14 +218,14 @@ class StudySearcher(Searcher):
         # result to on_trial_complete only: record it before deciding the trial's state.
         if lt is not None and r.accuracy is not None and r.error is None and (r.epoch or 0) > lt.epochs_done:
             self.on_trial_result(trial_id, result)
-        self._finish(trial_id, result, r.error)
+        self._finish(trial_id, result, r.error, r.error_kind)
 
     def record_crash(self, trial_id: str, message: str) -> None:
         if trial_id in self.pending_errors:
             self.pending_errors.discard(trial_id)
             self._finish(trial_id, {}, message or "the trial's process failed")
 
-    def _finish(self, trial_id: str, result: dict, error: str | None) -> None:
+    def _finish(self, trial_id: str, result: dict, error: str | None, kind: str | None = None) -> None:
         with self._lock:
             lt = self.live.pop(trial_id, None)
         if lt is None:
@@ -193,7 +234,7 @@ class StudySearcher(Searcher):
         with self.ledger.finish(lt.trial._trial_id) as write:
             state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done,
                                   max_epochs=self.max_epochs, accuracy=accuracy, params=lt.params, macs=lt.macs,
-                                  error=error)
+                                  error=error, error_kind=kind)
         if write.lost:
             return
         self.on_event(protocol.Ended(lt.trial.number, lt.label, state.name, lt.epochs_done, accuracy, error))

@@ -66,6 +66,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     from sksearch.training.loop import TrainingDiverged, train_trial
 
     cfg = StudyConfig.model_validate(study)
+    # A seed confirmation (`run --confirm`) trains the same spec with another training seed.
+    train_cfg = cfg.train.model_copy(update={"seed": int(config.get("seed", cfg.train.seed))})
     torch.set_num_threads(max(1, threads))
     spec = ArchSpec.from_dict(config["spec"])
     extra = {"params": config["params"], "macs": config["macs"], "trial_number": config["trial_number"],
@@ -98,8 +100,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     try:
         device = trial_device(gpu_share)  # gpu: 0 trains on the CPU even where a GPU is visible
         cap_memory(device, gpu_share)     # a fractional share: this trial's slice of the GPU's memory
-        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
-        train_trial(spec, data, cfg.train, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
+        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=train_cfg.seed)
+        train_trial(spec, data, train_cfg, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
     except Exception as exc:
         if reporting:
             raise

@@ -16,14 +16,15 @@ import optuna
 
 from sksearch.config import StudyConfig, display_path
 from sksearch.errors import UserError
-from sksearch.results.pareto import front_trials
+from sksearch.results.pareto import front_noise, front_trials, noisy_front_row
 from sksearch.search.progress import ProgressPrinter, budget_line, front_table, overhead_line
 from sksearch.search.ray_cluster import error_relay, init_ray
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
 from sksearch.storage import records
-from sksearch.storage.open import archive_study, check_resume, load_or_create_study, metric_names, open_storage, redact_url
+from sksearch.storage.open import (archive_study, check_resume, load_or_create_study, metric_names, open_storage,
+                                   open_study, redact_url)
 
 
 def check_data(cfg: StudyConfig) -> None:
@@ -44,11 +45,16 @@ def check_data(cfg: StudyConfig) -> None:
 
 
 def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | None = None,
-              n_trials: int | None = None, fresh: bool = False, out: Any = sys.stdout) -> int:
+              n_trials: int | None = None, fresh: bool = False, confirm: int | None = None,
+              out: Any = sys.stdout) -> int:
+    """Run (or resume) the study. With `confirm` K, train no search trial: retrain each member of the current
+    full-fidelity front until it has K seed confirmations (off the budget and off the front)."""
     wall0 = time.perf_counter()
     space = SearchSpace.load(cfg.space_path())
     check_data(cfg)
     url = cfg.storage_url(storage)
+    if confirm is not None:  # before anything is written
+        _check_confirm(cfg, storage, confirm, n_trials_given=n_trials is not None, fresh=fresh)
     n_trials = n_trials or cfg.tune.n_trials
     out_dir = cfg.out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,13 +69,13 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     init_ray(address, cfg)
     ray_start = time.perf_counter() - t_ray
     try:
-        return _run(cfg, space, store, url, storage, n_trials, fresh, out, wall0, ray_start, out_dir)
+        return _run(cfg, space, store, url, storage, n_trials, fresh, out, wall0, ray_start, out_dir, confirm)
     finally:
         ray.shutdown()
 
 
 def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: str | None, n_trials: int,
-         fresh: bool, out: Any, wall0: float, ray_start: float, out_dir: Path) -> int:
+         fresh: bool, out: Any, wall0: float, ray_start: float, out_dir: Path, confirm: int | None = None) -> int:
     if fresh:
         kept = archive_study(cfg, store)
         if kept:
@@ -86,7 +92,18 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     from sksearch.search.trial import run_trial
 
     printer = ProgressPrinter(out)
-    searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer)
+    searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer, confirm=confirm)
+    scheduler = make_scheduler(cfg)
+    if confirm is not None:
+        from ray.tune.schedulers import FIFOScheduler
+
+        from sksearch.search.searcher import confirmation_plan
+
+        todo = confirmation_plan(study, cfg, confirm)
+        print(f"--confirm {confirm}: {len(todo)} seed confirmations to train for the "
+              f"{len(front_trials(study))} front members (seeds {cfg.train.seed + 1}..{cfg.train.seed + confirm}; "
+              "off the budget, never stopped early)", file=out)
+        scheduler = FIFOScheduler()  # a confirmation measures the full-budget accuracy: never prune one
     res = cfg.tune.resources_per_trial
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), threads=max(1, int(res.cpu))),
@@ -95,7 +112,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg), num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                     max_concurrent_trials=cfg.tune.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=f"ray-{stamp}", storage_path=str(out_dir.resolve()), verbose=0,
                                   callbacks=[error_relay(searcher)],
@@ -112,8 +129,11 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     print("", file=out)
     print(budget_line(trials, n_trials), file=out)
     print("Pareto front (full-fidelity trials):", file=out)
-    rows = [records.front_row(t, names) for t in front_trials(study, trials)]
-    print(front_table(sorted(rows, key=lambda r: -(r["accuracy"] or 0.0))), file=out)
+    front = front_trials(study, trials)
+    noise = front_noise(front, trials, names)
+    rows = [noisy_front_row(t, noise, names) for t in front]
+    print(front_table(sorted(rows, key=lambda r: -(r["accuracy"] or 0.0)), noise.pooled_sd, noise.threshold),
+          file=out)
     report = _write_report(cfg, url, out)
     overhead = overhead_line(trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent)
     if overhead:
@@ -128,6 +148,22 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
         print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_confirm(cfg: StudyConfig, storage: str | None, confirm: int, *, n_trials_given: bool,
+                   fresh: bool) -> None:
+    """--confirm retrains the front of a study already run; it trains no new search trial (so it refuses
+    --n-trials: run the search first, then confirm) and needs the old study (so it refuses --fresh)."""
+    if confirm < 1:
+        raise UserError("--confirm K needs K >= 1", key="--confirm")
+    if n_trials_given or fresh:
+        flag = "--fresh" if fresh else "--n-trials"
+        raise UserError(f"--confirm retrains the current front and runs no search, so it does not take {flag}: "
+                        "run the search first, then `sksearch run STUDY.yaml --confirm K`", key="--confirm")
+    study, _ = open_study(cfg, storage)
+    if not front_trials(study):
+        raise UserError(f"study {cfg.name!r} has no full-fidelity trial yet: nothing to confirm "
+                        "(run the search first)", key="--confirm")
 
 
 def _write_report(cfg: StudyConfig, url: str, out: Any) -> Path | None:

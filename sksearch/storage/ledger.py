@@ -87,9 +87,10 @@ def fault_point(step: str) -> None:
 
 def counts_toward_budget(t: FrozenTrial) -> bool:
     """A trial uses one of n_trials when it was (or is being) trained: infeasible specs are free, trials of a
-    driver that died are replaced, and a slot given back after a race between drivers is not used."""
+    driver that died are replaced, and a slot given back after a race between drivers is not used. Seed
+    confirmations (`run --confirm`) are extra runs of trials already counted: never a slot."""
     a = t.user_attrs
-    if Key.INFEASIBLE in a or a.get(Key.DISCARDED) or not a.get(Key.SLOT):
+    if Key.INFEASIBLE in a or Key.CONFIRMS in a or a.get(Key.DISCARDED) or not a.get(Key.SLOT):
         return False
     if t.state == TrialState.FAIL and Key.ERROR not in a:
         return False  # failed as stale (its driver died or stalled): interrupted, not a real failure
@@ -104,7 +105,7 @@ def _undecided(t: FrozenTrial) -> bool:
     """RUNNING without a verdict yet: being sampled, or its driver died before claiming."""
     a = t.user_attrs
     return (t.state == TrialState.RUNNING and not a.get(Key.SLOT) and Key.INFEASIBLE not in a
-            and Key.DUPLICATE_OF not in a and not a.get(Key.DISCARDED))
+            and Key.DUPLICATE_OF not in a and Key.CONFIRMS not in a and not a.get(Key.DISCARDED))
 
 
 @dataclass(frozen=True)

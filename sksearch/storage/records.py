@@ -41,8 +41,11 @@ class Key:
     IMAGES_PER_SECOND = "images_per_second"
     NODE = "node"
     ERROR = "error"                  # one line, on failure
+    ERROR_KIND = "error_kind"        # with error: "oom" (device out of memory) or "crash"
     INFEASIBLE = "infeasible"        # the reason; never trained
     DUPLICATE_OF = "duplicate_of"    # number of the full-fidelity twin whose result was copied
+    CONFIRMS = "confirms"            # a seed confirmation: number of the front trial it retrains
+    SEED = "seed"                    # the training seed of a confirmation (others train with train.seed)
     # the budget ledger
     SLOT = "slot"                    # this trial holds one of n_trials
     RUN_ID = "run_id"                # the driver that trained it
@@ -111,6 +114,26 @@ def record_duplicate(study: optuna.Study, trial: optuna.Trial, original: FrozenT
     study.tell(trial, list(original.values))
 
 
+def record_confirmation(trial: optuna.Trial, original: FrozenTrial, seed: int, run_id: str,
+                        max_epochs: int) -> None:
+    """A retraining of front trial `original` with another training seed (`sksearch run --confirm K`), to
+    measure seed noise. Same spec, params and constraints as the original, plus the violated `repeated`
+    constraint. Why COMPLETE + that constraint (as a repeated spec's copy) rather than PRUNED or FAIL: it is a
+    real, fully trained result, so the dashboard shows it with its values, the samplers see an ordinary
+    trial, and Optuna's own front (study.best_trials drops trials that violate a constraint) is unchanged
+    without a new constraint key, which every trial would need for the GP sampler. Ours skips it by
+    status(). No Key.SLOT: it is off the budget (ledger.counts_toward_budget); Key.RUN_ID so max_failures
+    and the timing of this run include it."""
+    for name, dist in original.distributions.items():
+        trial.storage.set_trial_param(trial._trial_id, name, dist.to_internal_repr(original.params[name]), dist)
+    trial.set_user_attr(Key.CONFIRMS, original.number)
+    trial.set_user_attr(Key.SEED, int(seed))
+    trial.set_user_attr(Key.RUN_ID, run_id)
+    set_constraints(trial, {k: v for k, v in original.constraints.items() if k != REPEAT_CONSTRAINT}, repeated=True)
+    record_sampled(trial, spec(original) or {}, label(original), cost(original, Key.PARAMS),
+                   cost(original, Key.MACS), cost(original, Key.SELECT_MACS), max_epochs)
+
+
 def record_epoch(storage: RDBStorage, trial_id: int, *, epoch: int, accuracy: float, history: Sequence[float],
                  train_seconds: float | None = None, images_per_second: float | None = None,
                  node: str | None = None) -> None:
@@ -127,10 +150,13 @@ def record_epoch(storage: RDBStorage, trial_id: int, *, epoch: int, accuracy: fl
 
 
 def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, epochs_done: int, max_epochs: int,
-               accuracy: float | None, params: int, macs: int, error: str | None) -> TrialState:
-    """COMPLETE when trained for the full budget, PRUNED when a scheduler stopped it, FAIL with its error."""
+               accuracy: float | None, params: int, macs: int, error: str | None,
+               error_kind: str | None = None) -> TrialState:
+    """COMPLETE when trained for the full budget, PRUNED when a scheduler stopped it, FAIL with its error
+    (and its kind: "oom" or "crash")."""
     if error is not None:
         trial.set_user_attr(Key.ERROR, error.strip().splitlines()[-1][:500] if error.strip() else "failed")
+        trial.set_user_attr(Key.ERROR_KIND, error_kind if error_kind in ("oom", "crash") else "crash")
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if accuracy is not None and epochs_done >= max_epochs:
@@ -156,11 +182,14 @@ def study_config(study: Study) -> dict[str, Any] | None:
 
 def status(t: FrozenTrial) -> str:
     """One of: full (trained to the budget), partial (COMPLETE short of it), pruned, infeasible, duplicate,
+    confirmation (a front trial retrained with another seed),
     failed (with its error), interrupted (its driver died or stopped it), discarded (a claim given back
     after losing a race between drivers), running."""
     a = t.user_attrs
     if Key.DUPLICATE_OF in a:
         return "duplicate"  # a repeated spec whose result was copied, not trained
+    if Key.CONFIRMS in a and t.state == TrialState.COMPLETE:
+        return "confirmation"  # a front trial retrained with another seed (its `repeated` constraint is set)
     if Key.INFEASIBLE in a or any(v > 0 for k, v in t.constraints.items() if k != REPEAT_CONSTRAINT):
         return "infeasible"
     if t.state == TrialState.COMPLETE:
@@ -191,6 +220,9 @@ def explain(t: FrozenTrial) -> str:
         return f"infeasible, never trained: {a.get(Key.INFEASIBLE, 'it violates a constraint')}"
     if s == "duplicate":
         return f"same spec as trial {a.get(Key.DUPLICATE_OF)}: its result was copied, not trained"
+    if s == "confirmation":
+        return (f"trial {a.get(Key.CONFIRMS)} retrained with seed {a.get(Key.SEED)} to measure seed noise "
+                f"(off the budget and the front)")
     if s == "failed":
         return f"failed: {a.get(Key.ERROR)}"
     if s == "interrupted":
@@ -209,6 +241,27 @@ def accuracy(t: FrozenTrial, metric_names: Sequence[str] | None = None) -> float
         return WORST[Key.ACCURACY]
     acc = t.user_attrs.get(Key.ACCURACY)
     return float(acc) if isinstance(acc, (int, float)) else None
+
+
+def is_oom(t: FrozenTrial) -> bool:
+    """Failed for lack of device memory: recorded FAIL, but not counted toward tune.max_failures."""
+    return t.state == TrialState.FAIL and t.user_attrs.get(Key.ERROR_KIND) == "oom"
+
+
+def confirmations(trials: Sequence[FrozenTrial], *, include_running: bool = False) -> dict[int, list[FrozenTrial]]:
+    """{front trial number: its seed confirmations}, COMPLETE ones (and RUNNING ones when asked), by number."""
+    states = (TrialState.COMPLETE, TrialState.RUNNING) if include_running else (TrialState.COMPLETE,)
+    out: dict[int, list[FrozenTrial]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if Key.CONFIRMS in t.user_attrs and t.state in states:
+            out.setdefault(int(t.user_attrs[Key.CONFIRMS]), []).append(t)
+    return out
+
+
+def seed(t: FrozenTrial) -> int | None:
+    """The training seed of a confirmation (None: the study's train.seed)."""
+    value = t.user_attrs.get(Key.SEED)
+    return int(value) if isinstance(value, int) else None
 
 
 def spec(t: FrozenTrial) -> dict[str, Any] | None:
