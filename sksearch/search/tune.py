@@ -54,7 +54,14 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     check_data(cfg)
     url = cfg.storage_url(storage)
     if confirm is not None:  # before anything is written
-        _check_confirm(cfg, storage, confirm, n_trials_given=n_trials is not None, fresh=fresh)
+        study = _check_confirm(cfg, storage, confirm, n_trials_given=n_trials is not None, fresh=fresh)
+        from sksearch.search.searcher import confirmation_plan
+
+        if not confirmation_plan(study, cfg, confirm):  # a rerun: nothing to train, so no Ray
+            print(f"--confirm {confirm}: every front member has its {confirm} seed confirmation(s) already",
+                  file=out)
+            _print_front(study, cfg, out)
+            return 0
     n_trials = n_trials or cfg.tune.n_trials
     out_dir = cfg.out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,15 +132,9 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
     trials = study.get_trials(deepcopy=False)
-    names = metric_names(study, cfg)
     print("", file=out)
     print(budget_line(trials, n_trials), file=out)
-    print("Pareto front (full-fidelity trials):", file=out)
-    front = front_trials(study, trials)
-    noise = front_noise(front, trials, names)
-    rows = [noisy_front_row(t, noise, names) for t in front]
-    print(front_table(sorted(rows, key=lambda r: -(r["accuracy"] or 0.0)), noise.pooled_sd, noise.threshold),
-          file=out)
+    _print_front(study, cfg, out)
     report = _write_report(cfg, url, out)
     overhead = overhead_line(trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent)
     if overhead:
@@ -150,8 +151,20 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     return 0
 
 
+def _print_front(study: optuna.Study, cfg: StudyConfig, out: Any) -> None:
+    """The front, best first, with its spread over seeds where `--confirm` retrained it."""
+    trials = study.get_trials(deepcopy=False)
+    names = metric_names(study, cfg)
+    front = front_trials(study, trials)
+    noise = front_noise(front, trials, names)
+    rows = [noisy_front_row(t, noise, names) for t in front]
+    print("Pareto front (full-fidelity trials):", file=out)
+    print(front_table(sorted(rows, key=lambda r: -(r["accuracy"] or 0.0)), noise.pooled_sd, noise.threshold),
+          file=out)
+
+
 def _check_confirm(cfg: StudyConfig, storage: str | None, confirm: int, *, n_trials_given: bool,
-                   fresh: bool) -> None:
+                   fresh: bool) -> optuna.Study:
     """--confirm retrains the front of a study already run; it trains no new search trial (so it refuses
     --n-trials: run the search first, then confirm) and needs the old study (so it refuses --fresh)."""
     if confirm < 1:
@@ -164,6 +177,7 @@ def _check_confirm(cfg: StudyConfig, storage: str | None, confirm: int, *, n_tri
     if not front_trials(study):
         raise UserError(f"study {cfg.name!r} has no full-fidelity trial yet: nothing to confirm "
                         "(run the search first)", key="--confirm")
+    return study
 
 
 def _write_report(cfg: StudyConfig, url: str, out: Any) -> Path | None:

@@ -102,3 +102,19 @@ def test_a_repeated_spec_stays_off_optunas_front(tmp_path):
     copy = study.trials[1]
     assert copy.state == TrialState.COMPLETE and copy.values == [0.7, 100.0]  # samplers learn its values
     assert st.status(copy) == "duplicate" and [t.number for t in study.best_trials] == [0]
+
+
+def test_a_failure_records_its_kind_and_only_oom_is_not_a_failure(tmp_path):
+    cfg = _cfg(tmp_path)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    kinds = {}
+    for kind in ("oom", "crash", None):
+        trial = study.ask()
+        state = st.record_end(study, trial, cfg, epochs_done=1, max_epochs=2, accuracy=0.5, params=1, macs=1,
+                              error="RuntimeError: boom", error_kind=kind)
+        assert state == TrialState.FAIL
+        kinds[kind] = study.trials[-1]
+    assert kinds["oom"].user_attrs[st.Key.ERROR_KIND] == "oom" and st.is_oom(kinds["oom"])
+    assert kinds["crash"].user_attrs[st.Key.ERROR_KIND] == kinds[None].user_attrs[st.Key.ERROR_KIND] == "crash"
+    assert not st.is_oom(kinds["crash"]) and not st.is_oom(kinds[None])
+    assert all(is_failure(t) for t in kinds.values())  # FAIL for the ledger; the searcher's hook spares oom
