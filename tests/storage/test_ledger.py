@@ -198,3 +198,22 @@ def test_fault_hook_rejects_an_unknown_step(monkeypatch):
     monkeypatch.setenv("SKSEARCH_FAULT", "after_tel")
     with pytest.raises(UserError, match="SKSEARCH_FAULT.*after_tel"):
         fault_plan()
+
+
+def test_a_seed_confirmation_is_no_slot_and_does_not_block_other_drivers(make):
+    # `run --confirm`: retraining a counted trial with another seed uses no slot, running or done, and is
+    # no undecided claim that would hold another driver's last slot.
+    a, b = make(n_trials=2), make(n_trials=2)
+    original = a.ask()
+    assert a.claim(original)
+    _train(a, original, make.cfg)
+    confirming = a.ask()
+    st.record_confirmation(confirming, _trial(make.study, original.number), 1, a.run_id, 1)
+    budget = b.state()
+    assert (budget.used, budget.undecided, budget.free) == (1, 0, 1)
+    _train(a, confirming, make.cfg)
+    done = _trial(make.study, confirming.number)
+    assert st.status(done) == "confirmation" and not counts_toward_budget(done)
+    assert b.state().used == 1 and [t.number for t in make.study.best_trials] == [original.number]
+    tb = b.ask()
+    assert b.claim(tb)  # the last slot is still free
