@@ -5,7 +5,8 @@ Accuracy vs MACs and vs params (full-fidelity front as a staircase; pruned, infe
 differently; the paper's models as labelled reference points when the data set matches), hypervolume against
 trials and against compute, parameter importance per objective, and the SK settings in parallel coordinates.
 plotly.js is embedded, so the file works offline. `summary.json` beside it lists the front
-(rows of storage.records.front_row).
+(rows of results.pareto.noisy_front_row) and `seed_sd`. Front trials retrained with other seeds (`sksearch run
+--confirm K`) get error bars (mean +- SD over seeds), and neighbours within noise of each other are marked.
 """
 from __future__ import annotations
 
