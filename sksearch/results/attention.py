@@ -402,12 +402,13 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
 
     dataset = cfg.dataset if cfg else DatasetConfig()
     base = cfg.base_dir if cfg else None
-    data = make_data(dataset, batch_size=256, device=dev, base_dir=base)
-    if list(spec.input_size) != list(data.input_size) or spec.num_classes != data.num_classes:
+    num_classes, input_size = dataset.geometry(base)
+    if list(spec.input_size) != list(input_size) or spec.num_classes != num_classes:
         # Specs from presets or exports carry ImageNet geometry; the weights decide whether they fit.
-        spec = spec.replace(num_classes=data.num_classes, input_size=list(data.input_size))
+        spec = spec.replace(num_classes=num_classes, input_size=list(input_size))
     model = build_model(spec, init=False)
-    load_weights(model, weights)
+    load_weights(model, weights)  # before the data: a checkpoint that does not fit fails fast
+    data = make_data(dataset, batch_size=256, device=dev, base_dir=base)
     generated = None
     if dataset.name == "synthetic":
         generated = {k: (data.val if k == 1.0 else
