@@ -422,3 +422,18 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
         print(console_table(result))
         print(f"wrote {json_path} and {html_path}")
     return result
+
+
+def attention_pointer(study: Any, cfg: Any) -> str | None:
+    """The line a finished run ends with: `sksearch attention` for the most accurate front trial that has
+    attention (None when no front trial has any). For search/tune.py's closing summary."""
+    from sksearch.results.pareto import front_trials
+    from sksearch.storage.records import Key
+
+    front = [t for t in front_trials(study) if (s := _trial_spec(t)) is not None and has_attention(s)]
+    if not front:
+        return None
+    t = max(front, key=lambda t: float(t.user_attrs.get(Key.ACCURACY) or t.values[0]))
+    label = t.user_attrs.get(Key.LABEL) or _trial_spec(t).sk.label()  # type: ignore[union-attr]
+    return (f"look inside: sksearch attention {cfg.source or 'STUDY.yaml'} --trial {t.number}   "
+            f"(what {label} selects as objects grow)")

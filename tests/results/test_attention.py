@@ -14,7 +14,7 @@ from sksearch.attention import main
 from sksearch.config import DatasetConfig, TrainConfig
 from sksearch.data import make_data
 from sksearch.models import build_model
-from sksearch.results.attention import Source, analyse, crop_resize, record_attention, sk_units
+from sksearch.results.attention import Source, analyse, attention_pointer, crop_resize, record_attention, sk_units
 from sksearch.results.attention_figures import attention_page, figures
 from sksearch.spec import ArchSpec
 from sksearch.storage.records import Key
@@ -181,14 +181,15 @@ def test_checkpoint_that_does_not_fit_is_exit_2(tmp_path: Path, capsys) -> None:
 
 
 def _study_with_trials(tmp_path: Path) -> Path:
-    """Trial 0: M=1 (no attention); trial 1: attention, full fidelity; in a real SQLite storage."""
+    """Trial 0: M=1 (no attention); trial 1: attention, cheaper; both full fidelity and on the front, in a
+    real SQLite storage."""
     study_file = write_study(tmp_path, "attstudy")
     storage = f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}"
     (tmp_path / "runs").mkdir(exist_ok=True)
     study = optuna.create_study(study_name="attstudy", storage=storage, directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "macs"])
-    for acc, spec in ((0.6, tiny_spec([K3], "sum")), (0.5, tiny_spec([K3, K5]))):
-        study.add_trial(optuna.trial.create_trial(values=[acc, 1e6], user_attrs={
+    for acc, macs, spec in ((0.6, 2e6, tiny_spec([K3], "sum")), (0.5, 1e6, tiny_spec([K3, K5]))):
+        study.add_trial(optuna.trial.create_trial(values=[acc, macs], user_attrs={
             Key.SPEC: spec.to_dict(), Key.FULL_FIDELITY: True, Key.ACCURACY: acc}))
     return study_file
 
@@ -214,3 +215,16 @@ def test_study_trial_with_weights_uses_its_validation_split(tmp_path: Path, monk
     assert main([str(study_file), "--trial", "1", "--scales", "1.0"]) == 0
     r = json.loads((tmp_path / "runs" / "attention" / "trial-1" / "attention.json").read_text())
     assert r["trial"] == 1 and r["study"] == "attstudy" and r["images"] == 30
+
+
+def test_the_run_points_at_the_best_front_trial_with_attention(tmp_path: Path) -> None:
+    from sksearch.config import load_study
+    from sksearch.results.pareto import front_trials
+    from sksearch.storage.open import open_study
+
+    study_file = _study_with_trials(tmp_path)
+    cfg = load_study(study_file)
+    study, _ = open_study(cfg)
+    assert len(front_trials(study)) == 2
+    line = attention_pointer(study, cfg)
+    assert line is not None and line.startswith(f"look inside: sksearch attention {study_file} --trial 1 ")
