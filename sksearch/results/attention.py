@@ -351,8 +351,9 @@ def check_writable(out: Path, force: bool) -> None:
 def run_attention(*, study_file: str | None, trial: str | None, spec_file: str | None, checkpoint: str | None,
                   scales: str | Sequence[float] = DEFAULT_SCALES, out: Path | None = None,
                   storage: str | None = None, images: int | None = None, device: str | None = None,
-                  force: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """The command: resolve model and data, analyse, write DIR/attention.{json,html}, print the table."""
+                  force: bool = False, quiet: bool = False, dataset: Any = None) -> dict[str, Any]:
+    """The command: resolve model and data, analyse, write DIR/attention.{json,html}, print the table.
+    `dataset` (a DatasetConfig; library use) replaces the default data of the --spec/--checkpoint path."""
     from sksearch.config import DatasetConfig, load_study
     from sksearch.data import make_data
     from sksearch.data.synthetic import CLASS_NAMES
@@ -397,10 +398,10 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
         weights = Path(checkpoint)  # type: ignore[arg-type]
         out = out or weights.parent / "attention"
         source = Source(trial=None, label=spec.label(), study=cfg.name if cfg else None, checkpoint=str(weights),
-                        dataset=cfg.dataset.name if cfg else "synthetic")
+                        dataset=cfg.dataset.name if cfg else (dataset.name if dataset else "synthetic"))
     check_writable(out, force)
 
-    dataset = cfg.dataset if cfg else DatasetConfig()
+    dataset = cfg.dataset if cfg else (dataset or DatasetConfig())
     base = cfg.base_dir if cfg else None
     num_classes, input_size = dataset.geometry(base)
     if list(spec.input_size) != list(input_size) or spec.num_classes != num_classes:
