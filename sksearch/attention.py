@@ -21,7 +21,9 @@ from sksearch.errors import UserError, cli_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sksearch attention", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="sksearch attention", description=(
+        "What a trained model's SK units select as objects grow (the SKNet paper's Figs. 3c and 4): "
+        "DIR/attention.json, DIR/attention.html and a table."))
     p.add_argument("study", nargs="?", help="a study file: its trial (--trial), or its data for --spec/--checkpoint")
     p.add_argument("--trial", help="a trial number of the study, or 'best' (highest full-fidelity accuracy)")
     p.add_argument("--spec", help="a spec file, exported config or preset (with --checkpoint)")
