@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest -q --durations=15
+
+# GPU-only tests (marker gpu; they skip without CUDA). No install step: a GPU machine without network runs
+# them with its own python and the carried wheels, e.g. `make test-gpu PY=python3`.
+test-gpu:
+	$(PY) -m pytest -q -p no:cacheprovider -m gpu tests/training/test_gpu.py
 
 bench: $(DEV_STAMP)
 	for b in bench_sk_unit bench_complexity bench_dryrun bench_pipeline bench_train_throughput bench_mfu \

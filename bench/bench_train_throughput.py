@@ -6,7 +6,8 @@ SK[2, 16, 32] with L = 32 (K3 + K5, ReLU in each path). timm's twin: the same bo
 timm.layers.SelectiveKernel(kernel_size=[3, 5], keep_3x3=True, split_input=False, groups=16,
 rd_channels=max(C // 32, 32)) and timm.layers.ConvNormAct. Both get the same weights and must give the same
 output (checked) and the same parameter count (checked) before timing.
-One repetition = --steps SGD steps (forward, backward, update) on a fixed batch; channels_last, train mode;
+One repetition = --steps SGD steps (forward, backward, update) on a fixed batch; channels_last, train mode,
+mixed precision as a trial runs it (training.common.amp_dtype: bf16 on Ampere or newer, none on CPU);
 repetitions interleaved, figure = ratio of median images/s.
 
     .venv/bin/python bench/bench_train_throughput.py [--batch 64] [--steps 3] [--repeats 7] [--device cpu]
@@ -22,6 +23,7 @@ from torch import nn
 from common import copy_weights, interleaved, machine_note, markdown_table, median
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
+from sksearch.training.common import amp_dtype, autocast
 
 DEPTHS, WIDTHS, OUTS, STEM, G, R, L = [2, 2, 2], [64, 128, 256], [128, 256, 512], 32, 16, 32, 32
 
@@ -63,10 +65,11 @@ def timm_net() -> nn.Sequential:
 def trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device):
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
+    dtype = amp_dtype(device, True)  # what a trial uses: bf16 on Ampere+, fp16 before, fp32 on CPU
 
     def run() -> None:
         for _ in range(steps):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(device, dtype):
                 loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,19 +1,25 @@
 """Study files (studies/*.yaml): what to search, on which data, how to train a trial, how to schedule.
 
 Every block is a pydantic model with unknown keys forbidden, so a typo is an error naming its key.
+
+Paths are resolved here and nowhere else: after validation every path is absolute, with ~ expanded.
+search_space, dataset.root and dataset.classes_file are relative to the study file's folder; output_dir
+(default runs/<name>) is relative to the working directory, as the storage contract says. The data
+geometry (num_classes, input size) is derived once per load and cached: the class list is read once.
 """
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, model_validator)
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.units import parse_count
-from sksearch.spec import load_yaml
+from sksearch.yamlio import load_yaml
 
 Count = Annotated[int, BeforeValidator(parse_count), Field(gt=0)]
 
@@ -22,9 +28,49 @@ class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Geometry(NamedTuple):
+    num_classes: int
+    input_size: list[int]  # [3, H, W]
+
+
+def absolute(path: str | Path, base: Path) -> Path:
+    """`path` with ~ expanded, relative to `base`; normalised but symlinks kept (messages show the user's path)."""
+    return Path(os.path.abspath(base / Path(path).expanduser()))
+
+
+def display_path(path: str | Path) -> str:
+    """An absolute path as a message shows it: relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    """The folder relative paths start from: the study file's (load_study passes it), else the working directory."""
+    base = (info.context or {}).get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """One class folder name (wnid) a line; blank lines and '#' comments ignored; order = label order."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read the class list {path}: {exc.strerror}", key="dataset.classes_file") from None
+    classes = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    classes = [c for c in classes if c]
+    if not classes:
+        raise UserError(f"the class list {path} names no classes", key="dataset.classes_file")
+    dupes = sorted({c for c in classes if classes.count(c) > 1})
+    if dupes:
+        raise UserError(f"the class list {path} repeats {', '.join(dupes)}", key="dataset.classes_file")
+    return classes
+
+
 class DatasetConfig(_Block):
     name: Literal["synthetic", "cifar10", "cifar100", "imagenet_subset"] = "synthetic"
     root: str = "data"                      # cifar: torchvision's folder; imagenet_subset: has train/ and val/
+    # root and classes_file: ~ expanded, relative to the study file; absolute once in a StudyConfig.
     download: bool = False                  # cifar only: use torchvision's downloader
     val_fraction: float = Field(0.1, gt=0, lt=1)  # held out from the training set; search selects on it
     classes_file: str | None = None         # imagenet_subset: one wnid a line, selects the subset
@@ -34,26 +80,51 @@ class DatasetConfig(_Block):
     workers: int = Field(4, ge=0)           # imagenet_subset DataLoader workers
     seed: int = 0                           # data generation and the validation split
 
-    def geometry(self, base_dir: Path | None = None) -> tuple[int, list[int]]:
-        """(num_classes, input_size) of this data set, so sampled specs can be fitted to it."""
-        if self.name in ("synthetic", "cifar10"):
-            return 10, [3, 32, 32]
-        if self.name == "cifar100":
-            return 100, [3, 32, 32]
-        root = Path(self.root) if base_dir is None or Path(self.root).is_absolute() else base_dir / self.root
+    # Derived once, cached: the class list is read (and the train/ folder counted) at most once per load.
+    # Keyed by what they derive from, so a model_copy(update=...) never serves a stale value.
+    _classes: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _geometry: dict[tuple, Geometry] = PrivateAttr(default_factory=dict)
+
+    def _make_absolute(self, base: Path) -> None:
+        # Called by StudyConfig's validator (a default DatasetConfig is built without the study's folder).
+        self.root = str(absolute(self.root, base))
         if self.classes_file:
-            cf = Path(self.classes_file)
-            cf = cf if cf.is_absolute() or base_dir is None else base_dir / cf
-            try:
-                n = len([ln for ln in cf.read_text().splitlines() if ln.strip() and not ln.startswith("#")])
-            except OSError:
-                raise UserError(f"cannot read the class list {cf}", key="dataset.classes_file") from None
+            self.classes_file = str(absolute(self.classes_file, base))
+
+    def class_names(self) -> list[str] | None:
+        """The wnids of dataset.classes_file in label order (read once), or None when no list is given."""
+        if not self.classes_file:
+            return None
+        if self.classes_file not in self._classes:
+            self._classes[self.classes_file] = read_class_list(self.classes_file)
+        return self._classes[self.classes_file]
+
+    def geometry(self) -> Geometry:
+        """(num_classes, input_size) of this data set, so sampled specs can be fitted to it."""
+        key = (self.name, self.root, self.classes_file, self.resolution)
+        if key not in self._geometry:
+            self._geometry[key] = self._derive_geometry()
+        return self._geometry[key]
+
+    def _derive_geometry(self) -> Geometry:
+        if self.name in ("synthetic", "cifar10"):
+            return Geometry(10, [3, 32, 32])
+        if self.name == "cifar100":
+            return Geometry(100, [3, 32, 32])
+        classes = self.class_names()
+        if classes is not None:
+            n = len(classes)
         else:
-            train = root / "train"
+            train = Path(self.root) / "train"
             if not train.is_dir():
                 raise UserError(f"no ImageNet-style folder at {train} (expected train/<wnid>/*.JPEG)", key="dataset.root")
             n = sum(1 for d in train.iterdir() if d.is_dir())
-        return n, [3, self.resolution, self.resolution]
+        return Geometry(n, [3, self.resolution, self.resolution])
+
+    def needs_images_for_geometry(self) -> bool:
+        """An ImageNet subset without a class list counts its classes in train/, which may not be here
+        (report and export run on machines without the images): then geometry waits for first use."""
+        return self.name == "imagenet_subset" and not self.classes_file
 
 
 class TrainConfig(_Block):
@@ -70,7 +141,9 @@ class TrainConfig(_Block):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     amp: bool = True                        # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True              # on CUDA
-    compile: bool = False                   # torch.compile the model
+    # torch.compile the training step: true / "default", "max-autotune", or "reduce-overhead" (CUDA graphs,
+    # for small launch-bound nets on a GPU); false runs eager
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
     seed: int = 0
 
 
@@ -98,9 +171,16 @@ class SamplerConfig(_Block):
     n_startup_trials: int | None = Field(None, ge=0)  # tpe/gp: random trials before modelling
 
 
+def _one_gpu_at_most(gpu: float) -> float:
+    if gpu > 1:  # a trial trains on one device; a second reserved GPU would sit idle
+        raise ValueError(f"{gpu:g} GPUs per trial: a trial trains on one GPU; use at most 1 (or a fraction, "
+                         "0.5 or 0.25, to share one GPU between trials)")
+    return gpu
+
+
 class Resources(_Block):
     cpu: float = Field(1, gt=0)
-    gpu: float = Field(0, ge=0)
+    gpu: Annotated[float, AfterValidator(_one_gpu_at_most)] = Field(0, ge=0)
 
 
 class TuneConfig(_Block):
@@ -114,7 +194,7 @@ class TuneConfig(_Block):
 
 class StudyConfig(_Block):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    search_space: str                       # relative to the study file
+    search_space: str                       # relative to the study file; absolute after validation
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="accuracy", direction="maximize"),
@@ -125,7 +205,9 @@ class StudyConfig(_Block):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     storage: str | None = None              # SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db
-    output_dir: str | None = None           # default runs/<name> under the working directory
+    # Relative to the WORKING directory (not the study file), as the storage contract says: runs/<name> by
+    # default. Absolute after validation, so a Ray worker or a later chdir sees the same folder.
+    output_dir: str | None = None
 
     # Set by load_study, not by the file.
     source: str | None = Field(None, exclude=True)
@@ -145,29 +227,31 @@ class StudyConfig(_Block):
             raise ValueError(f"tune.scheduler: {sched.type} stops trials on the first objective, which must be accuracy")
         return self
 
-    # -- paths and storage --------------------------------------------------------------------------------
-    @property
-    def base_dir(self) -> Path:
-        return Path(self.source).parent if self.source else Path(".")
+    @model_validator(mode="after")
+    def _absolute_paths(self, info: ValidationInfo) -> "StudyConfig":
+        """Every path absolute, once: relative ones against the study file's folder (load_study passes it as
+        the validation context; without one, the working directory), output_dir against the working
+        directory. Idempotent, so the dict a Ray worker validates again keeps the same paths."""
+        base = _base_dir(info)
+        self.search_space = str(absolute(self.search_space, base))
+        self.dataset = self.dataset.model_copy()  # a DatasetConfig passed in by the caller stays as it was
+        self.dataset._make_absolute(base)
+        self.output_dir = str(absolute(self.output_dir or Path("runs") / self.name, Path.cwd()))
+        return self
 
+    # -- paths and storage (all absolute: see _absolute_paths) --------------------------------------------
     def space_path(self) -> Path:
-        p = Path(self.search_space)
-        return p if p.is_absolute() else self.base_dir / p
-
-    def data_root(self) -> Path:
-        """dataset.root relative to the study file."""
-        p = Path(self.dataset.root).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
-
-    def classes_path(self) -> Path | None:
-        """dataset.classes_file relative to the study file, or None."""
-        if not self.dataset.classes_file:
-            return None
-        p = Path(self.dataset.classes_file).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        return Path(self.search_space)
 
     def out_dir(self) -> Path:
-        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+        return Path(self.output_dir or Path("runs") / self.name)
+
+    def geometry(self) -> Geometry:
+        """The data set's (num_classes, input_size), derived once; errors name the study file."""
+        try:
+            return self.dataset.geometry()
+        except UserError as exc:
+            raise exc.in_file(self.source) if self.source else exc
 
     def max_epochs(self) -> int:
         return self.tune.scheduler.max_epochs or self.train.epochs
@@ -179,21 +263,26 @@ class StudyConfig(_Block):
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file; errors name the file and key."""
+    """Read and validate a study file; errors name the file and key.
+
+    Every path comes back absolute (see StudyConfig._absolute_paths) and the data geometry is derived here,
+    once (unless it needs the image folder: DatasetConfig.needs_images_for_geometry)."""
     path = Path(path)
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise UserError("a study file must be a mapping of keys (name, search_space, dataset, ...)", file=str(path))
     try:
-        study = StudyConfig.model_validate(data)
+        study = StudyConfig.model_validate(data, context={"base_dir": absolute(path, Path.cwd()).parent})
     except ValidationError as exc:
         raise from_validation_error(exc, file=str(path)) from None
     study.source = str(path)
     if not study.space_path().exists():
         raise UserError(f"search space file not found: {study.space_path()}", file=str(path), key="search_space")
-    classes = study.classes_path()
-    if classes is not None and not classes.is_file():
-        raise UserError(f"class list not found: {classes}", file=str(path), key="dataset.classes_file")
+    ds = study.dataset
+    if ds.classes_file is not None and not Path(ds.classes_file).is_file():
+        raise UserError(f"class list not found: {ds.classes_file}", file=str(path), key="dataset.classes_file")
+    if not ds.needs_images_for_geometry():
+        study.geometry()
     return study
 
 

@@ -26,7 +26,8 @@ from sksearch.config import StudyConfig, load_study, parse_count, redact_url
 from sksearch.errors import UserError, cli_entry
 from sksearch.presets import preset_dict
 from sksearch.results.pareto import front_trials, trial_status
-from sksearch.spec import ArchSpec, apply_overrides, dump_yaml
+from sksearch.spec import ArchSpec
+from sksearch.yamlio import apply_overrides, dump_yaml
 from sksearch.storage.open import open_study
 from sksearch.training.recipe import Recipe
 

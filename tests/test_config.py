@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sksearch.config import StudyConfig, load_study, parse_count, redact_url
+from sksearch.config import StudyConfig, display_path, load_study, parse_count, redact_url
 from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 
@@ -29,7 +29,7 @@ def test_every_shipped_study_loads_with_its_space(path: Path) -> None:
     study = load_study(path)
     assert study.name == path.stem
     SearchSpace.load(study.space_path())
-    num_classes, input_size = study.dataset.geometry(study.base_dir)
+    num_classes, input_size = study.geometry()
     assert num_classes >= 10 and input_size[0] == 3
     assert study.objectives[0].metric == "accuracy"
     assert study.constraints.max_macs or study.constraints.max_params
@@ -45,10 +45,10 @@ def test_quickstart_is_sized_for_two_cpu_cores() -> None:
 
 def test_imagenet100_uses_the_shipped_class_list() -> None:
     study = load_study(ROOT / "studies" / "imagenet100_sk.yaml")
-    assert study.classes_path() == ROOT / "studies" / "imagenet100_classes.txt"
-    wnids = [ln for ln in study.classes_path().read_text().splitlines() if ln and not ln.startswith("#")]
+    assert study.dataset.classes_file == str(ROOT / "studies" / "imagenet100_classes.txt")
+    wnids = study.dataset.class_names()
     assert len(wnids) == len(set(wnids)) == 100 and all(w.startswith("n") and len(w) == 9 for w in wnids)
-    assert study.dataset.geometry(study.base_dir) == (100, [3, 112, 112])
+    assert study.geometry() == (100, [3, 112, 112])
 
 
 @pytest.mark.parametrize("text, value", [("300M", 300_000_000), ("1.5G", 1_500_000_000), ("2e9", 2_000_000_000),
@@ -57,11 +57,49 @@ def test_counts_accept_suffixes(text: object, value: int) -> None:
     assert parse_count(text) == value
 
 
-def test_paths_resolve_against_the_study_file(tmp_path: Path) -> None:
+def test_paths_resolve_against_the_study_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "name: s1\nsearch_space: space.yaml\n")
-    study = load_study(path)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    study = load_study(Path("..") / "study.yaml")
     assert study.space_path() == tmp_path / "space.yaml"
-    assert study.out_dir() == Path("runs") / "s1"
+    assert study.dataset.root == str(tmp_path / "data")  # the default root: beside the study file
+    assert study.out_dir() == elsewhere / "runs" / "s1"  # the output folder: under the working directory
+    # Messages show paths below the working directory relative to it, others in full.
+    assert display_path(study.out_dir()) == "runs/s1" and display_path(study.space_path()) == study.search_space
+    monkeypatch.delenv("SKSEARCH_STORAGE", raising=False)
+    assert study.storage_url() == f"sqlite:///{elsewhere}/runs/s1/optuna.db"
+
+
+def test_tilde_and_relative_paths_are_absolute_after_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / "inet").mkdir(parents=True)
+    (home / "classes.txt").write_text("n01\nn02  # comment\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "name: s5\nsearch_space: ./sub/../space.yaml\noutput_dir: out\n"
+                           "dataset: {name: imagenet_subset, root: ~/inet, classes_file: ~/classes.txt, resolution: 32}\n")
+    study = load_study(path)
+    assert study.search_space == str(tmp_path / "space.yaml")
+    assert study.dataset.root == str(home / "inet") and study.dataset.classes_file == str(home / "classes.txt")
+    assert study.output_dir == str(tmp_path / "out")
+    assert study.geometry() == (2, [3, 32, 32])
+    # What travels to a Ray worker (a dict, validated again there, elsewhere) keeps the same paths.
+    again = StudyConfig.model_validate(study.model_dump(mode="json"))
+    assert (again.search_space, again.dataset.root, again.output_dir) == (study.search_space, study.dataset.root,
+                                                                           study.output_dir)
+
+
+def test_the_class_list_is_read_once_at_load(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("n01\nn02\nn03\n")
+    path = write(tmp_path, "name: s6\nsearch_space: space.yaml\n"
+                           "dataset: {name: imagenet_subset, classes_file: classes.txt, resolution: 24}\n")
+    study = load_study(path)
+    (tmp_path / "classes.txt").unlink()  # whatever reads it later would fail
+    assert study.geometry() == (3, [3, 24, 24]) and study.dataset.class_names() == ["n01", "n02", "n03"]
+    # A copy with another resolution gets its own geometry, from the list already read.
+    assert study.dataset.model_copy(update={"resolution": 48}).geometry() == (3, [3, 48, 48])
 
 
 def test_storage_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from sksearch.errors import UserError
 from sksearch.models import list_presets, preset_dict
-from sksearch.spec import ArchSpec, apply_overrides, load_spec, load_yaml, set_dotted
+from sksearch.spec import ArchSpec, load_spec
 
 SKNET50 = preset_dict("sknet50")
 SHUFFLE_SK = preset_dict("shufflenet_v2_x0_5_sk")
@@ -142,30 +142,6 @@ def test_key_is_canonical() -> None:
     assert a.key() != a.replace(num_classes=10).key()
 
 
-def test_set_dotted() -> None:
-    data: dict[str, Any] = {"sk": {"branches": [{"kernel": 3}, {"kernel": 3}]}}
-    set_dotted(data, "sk.branches.1.kernel", 5)
-    set_dotted(data, "sk.extra.deep", 1)
-    assert data["sk"]["branches"][1]["kernel"] == 5 and data["sk"]["extra"] == {"deep": 1}
-    with pytest.raises(UserError) as info:
-        set_dotted(data, "sk.branches.7.kernel", 5)
-    assert info.value.key == "sk.branches.7.kernel"
-    with pytest.raises(UserError, match="cannot set"):
-        set_dotted(data, "sk.branches.0.kernel.size", 5)
-
-
-def test_overrides_parse_yaml_values() -> None:
-    data = apply_overrides(SKNET50, ["sk.r=8", "sk.branches=[{kernel: 3}, {kernel: 1}]", "sk.attention=sum"])
-    assert data["sk"]["r"] == 8 and data["sk"]["branches"] == [{"kernel": 3}, {"kernel": 1}]
-    assert SKNET50["sk"]["r"] == 16  # the input is not modified
-    spec = ArchSpec.from_dict(data)
-    assert [b.kernel for b in spec.sk.branches] == [3, 1] and spec.sk.attention == "sum"
-    with pytest.raises(UserError, match="key=value"):
-        apply_overrides(SKNET50, ["sk.r"])
-    with pytest.raises(UserError, match="YAML value"):
-        apply_overrides(SKNET50, ["sk.branches=[{kernel: 3"])
-
-
 def test_load_spec_from_file_with_overrides(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(load_spec("sknet26").to_yaml())
@@ -192,10 +168,3 @@ def test_load_spec_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         load_spec(wrong)
     assert info.value.file == str(wrong) and info.value.key == "sk.r"
-
-
-def test_load_yaml_reports_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "x.yaml"
-    path.write_text("a: 1\nb: [1, 2\nc: 3\n")
-    with pytest.raises(UserError, match=r"line \d+, column \d+"):
-        load_yaml(path)

@@ -6,6 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sksearch.storage import records as st
+from sksearch.storage.ledger import counts_toward_budget, is_failure
 from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
 
@@ -48,8 +49,8 @@ def _check(study: optuna.Study) -> None:
     assert early.state == TrialState.PRUNED and early.values is None and not early.user_attrs["full_fidelity"]
     assert broken.state == TrialState.FAIL and broken.user_attrs["error"] == "RuntimeError: boom"
     assert big.state == TrialState.COMPLETE and big.values == [0.0, 90000.0] and big.constraints == {"max_macs": 1.5}
-    assert [t.number for t in study.get_trials() if st.counts_toward_budget(t)] == [0, 1, 2]
-    assert [st.is_failure(t) for t in study.get_trials()] == [False, False, True, False]
+    assert [t.number for t in study.get_trials() if counts_toward_budget(t)] == [0, 1, 2]
+    assert [is_failure(t) for t in study.get_trials()] == [False, False, True, False]
     # Optuna's own front (and so optuna-dashboard's) skips the infeasible and the pruned trials.
     assert [t.number for t in study.best_trials] == [full.number]
 

@@ -18,7 +18,7 @@ from sksearch.config import DatasetConfig
 from sksearch.data.cifar import load_cifar
 from sksearch.data.device_loader import DeviceBatches
 from sksearch.data.host_loader import HostBatches
-from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, image_folder, read_class_list
+from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, image_folder
 from sksearch.data.split import seeded_subset, stratified_split
 from sksearch.data.synthetic import synthetic_split
 from sksearch.errors import UserError
@@ -36,11 +36,6 @@ class DataBundle:
     input_size: list[int]                    # [3, H, W]
     n_train: int
     n_val: int
-
-
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
 
 
 def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -73,20 +68,20 @@ def _small_images(cfg: DatasetConfig, root: Path) -> tuple[tuple[Tensor, Tensor]
 
 
 def make_data(cfg: DatasetConfig, *, batch_size: int, device: torch.device, seed: int = 0,
-              base_dir: Path | None = None, object_scale: float = 1.0) -> DataBundle:
+              object_scale: float = 1.0) -> DataBundle:
     """The data set `cfg` names, as batches on `device`.
 
     cfg.seed fixes the data itself (synthetic generation, size caps, the validation split); `seed` fixes
-    the order and augmentation of training batches. base_dir resolves a relative cfg.root (the study
-    file's folder). object_scale (synthetic only): the same images with k-times-larger objects, normalised
-    with the statistics of the unscaled training set that the models saw."""
+    the order and augmentation of training batches. cfg's paths are absolute (DatasetConfig resolves them).
+    object_scale (synthetic only): the same images with k-times-larger objects, normalised with the
+    statistics of the unscaled training set that the models saw."""
     device = torch.device(device)
-    root = _resolve(cfg.root, base_dir)
+    root = Path(cfg.root)
     if object_scale != 1.0 and cfg.name != "synthetic":
         raise UserError(f"object_scale {object_scale}: only the synthetic data set can be generated at another "
                         f"object size", key="dataset.name")
     if cfg.name == "imagenet_subset":
-        return _imagenet_subset(cfg, root, batch_size=batch_size, device=device, seed=seed, base_dir=base_dir)
+        return _imagenet_subset(cfg, root, batch_size=batch_size, device=device, seed=seed)
 
     (xtr, ytr), (xte, yte), num_classes = _small_images(cfg, root)
     train_idx, val_idx = stratified_split(ytr, cfg.val_fraction, cfg.seed)
@@ -109,9 +104,8 @@ def make_data(cfg: DatasetConfig, *, batch_size: int, device: torch.device, seed
     )
 
 
-def _imagenet_subset(cfg: DatasetConfig, root: Path, *, batch_size: int, device: torch.device, seed: int,
-                     base_dir: Path | None) -> DataBundle:
-    classes = read_class_list(_resolve(cfg.classes_file, base_dir)) if cfg.classes_file else None
+def _imagenet_subset(cfg: DatasetConfig, root: Path, *, batch_size: int, device: torch.device, seed: int) -> DataBundle:
+    classes = cfg.class_names()
     res = cfg.resolution
     # Two views of train/: augmented for training, eval transforms for the held-out validation split.
     train_view = image_folder(root, "train", classes, res, train=True, normalize=False)

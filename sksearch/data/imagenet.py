@@ -36,23 +36,6 @@ def imagenet_transforms(resolution: int, train: bool, *, normalize: bool = True)
     return v2.Compose(steps)
 
 
-def read_class_list(path: str | Path) -> list[str]:
-    """One class folder name (wnid) a line; blank lines and '#' comments ignored; order = label order."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read the class list {path}: {exc.strerror}", key="dataset.classes_file") from None
-    classes = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-    classes = [c for c in classes if c]
-    if not classes:
-        raise UserError(f"the class list {path} names no classes", key="dataset.classes_file")
-    dupes = sorted({c for c in classes if classes.count(c) > 1})
-    if dupes:
-        raise UserError(f"the class list {path} repeats {', '.join(dupes)}", key="dataset.classes_file")
-    return classes
-
-
 class _ClassSubsetFolder(datasets.ImageFolder):
     """ImageFolder restricted to (and labelled in the order of) a given class list."""
 

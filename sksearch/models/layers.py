@@ -71,8 +71,13 @@ class SKConv(nn.Module):
             logits = self.select(self.fuse(s)).view(x.shape[0], 2, self.channels, 1, 1)
             a0 = torch.sigmoid(logits[:, 0] - logits[:, 1])
             return torch.addcmul(f1, f0 - f1, a0)
-        a = self.attention(feats)
-        return (torch.stack(feats, dim=1) * a).sum(dim=1)
+        # Under autocast the softmax comes out fp32: select in the features' dtype (bf16 stays bf16), and
+        # accumulate path by path rather than stack, so the output keeps the features' channels_last layout.
+        a = self.attention(feats).to(feats[0].dtype)
+        out = feats[0] * a[:, 0]
+        for m in range(1, self.M):
+            out = torch.addcmul(out, feats[m], a[:, m])
+        return out
 
 
 def init_weights(model: nn.Module) -> None:
@@ -126,7 +131,19 @@ class Sequence(nn.Module):
 
 
 class ClassifierHead(nn.Sequential):
-    """global average pool -> flatten -> fully connected (with bias)."""
+    """global average pool -> flatten -> fully connected (with bias), the last layer in fp32.
+
+    Under bf16 autocast the logits would be bf16, whose 8-bit mantissa ties the top classes of 0.2-0.7% of
+    predictions (argmax then picks by index: noise in the accuracy that ranks trials). The classifier is
+    one small matmul, so it runs in fp32 and the logits are fp32."""
 
     def __init__(self, cin: int, num_classes: int):
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(cin, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool, flatten, fc = self
+        x = flatten(pool(x))
+        if x.device.type not in ("cuda", "cpu"):
+            return fc(x)  # a meta tensor (the complexity counter): no autocast there
+        with torch.autocast(x.device.type, enabled=False):
+            return fc(x.float())  # .float(): a no-op outside autocast

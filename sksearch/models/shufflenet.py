@@ -13,7 +13,12 @@ from sksearch.spec import ArchSpec, SKConfig
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave the channels of `groups` groups, keeping x's memory format (a reshape after the
+    transpose would return NCHW and every later layer would run on a converted copy)."""
     b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)  # contiguous: shuffle the last dimension, then view back as NCHW
+        return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 

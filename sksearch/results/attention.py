@@ -323,23 +323,15 @@ def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """A `sksearch train` / save_checkpoint file ({"model": state dict, ...}) or a bare state dict."""
-    if not Path(path).is_file():
-        raise UserError(f"checkpoint not found: {path}", key="--checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"cannot read {path} as a weights-only checkpoint: {str(exc).splitlines()[0]}",
-                        key="--checkpoint") from None
+    from sksearch.training.common import load_weights as load_state, read_checkpoint
+
+    state = read_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
-        raise UserError(f"{path} holds no state dict", key="--checkpoint")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise UserError(f"{path} does not fit the spec: {lines[1] if len(lines) > 1 else lines[0]}",
-                        key="--checkpoint") from None
+        raise UserError(f"--checkpoint: {path} holds neither a checkpoint nor a state dict")
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    load_state(path, model, state, what="--checkpoint")
 
 
 def check_writable(out: Path, force: bool) -> None:
@@ -389,7 +381,7 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
         source = Source(trial=t.number, label=spec.label(), study=cfg.name, checkpoint=str(weights),
                         dataset=cfg.dataset.name)
     else:
-        from sksearch.train import load_config
+        from sksearch.training.ddp import load_config
 
         spec, _, _ = load_config(spec_file)
         if not has_attention(spec):
@@ -402,18 +394,17 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
     check_writable(out, force)
 
     dataset = cfg.dataset if cfg else (dataset or DatasetConfig())
-    base = cfg.base_dir if cfg else None
-    num_classes, input_size = dataset.geometry(base)
+    num_classes, input_size = cfg.geometry() if cfg else dataset.geometry()
     if list(spec.input_size) != list(input_size) or spec.num_classes != num_classes:
         # Specs from presets or exports carry ImageNet geometry; the weights decide whether they fit.
         spec = spec.replace(num_classes=num_classes, input_size=list(input_size))
     model = build_model(spec, init=False)
     load_weights(model, weights)  # before the data: a checkpoint that does not fit fails fast
-    data = make_data(dataset, batch_size=256, device=dev, base_dir=base)
+    data = make_data(dataset, batch_size=256, device=dev)
     generated = None
     if dataset.name == "synthetic":
         generated = {k: (data.val if k == 1.0 else
-                         make_data(dataset, batch_size=256, device=dev, base_dir=base, object_scale=k).val)
+                         make_data(dataset, batch_size=256, device=dev, object_scale=k).val)
                      for k in scale_list}
     names = list(CLASS_NAMES) if dataset.name == "synthetic" else [str(i) for i in range(data.num_classes)]
     result = analyse(model, spec, data.val, scales=scale_list, class_names=names, device=dev, source=source,

@@ -5,15 +5,14 @@ measures each spec on the meta device and prints settings, params, MACs and feas
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TextIO
 
 import optuna
 
-from sksearch.config import StudyConfig
-from sksearch.search.feasibility import Feasibility, format_count, sample_feasibility, study_geometry
+from sksearch.config import StudyConfig, display_path
+from sksearch.search.feasibility import Feasibility, format_count, sample_feasibility
 from sksearch.search.space import SearchSpace
 
 
@@ -28,7 +27,7 @@ def _settings(feas: Feasibility, params: dict) -> str:
 def sample_specs(study: StudyConfig, n: int, *, seed: int | None = None) -> list[tuple[dict, Feasibility]]:
     """N (sampled params, Feasibility) pairs from the study's space, seeded, storage untouched."""
     space = SearchSpace.load(study.space_path())
-    study_geometry(study)  # a missing class list fails here, before any sampling
+    study.geometry()  # a missing data folder fails here, before any sampling
     sampler = optuna.samplers.RandomSampler(seed=study.tune.sampler.seed if seed is None else seed)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" chatter in the table
@@ -52,7 +51,7 @@ def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO 
     elapsed = time.perf_counter() - start
 
     budgets = ", ".join(f"{k} {format_count(v)}" for k, v in study.constraints.model_dump().items() if v) or "none"
-    print(f"study {study.name}: {n} specs from {os.path.normpath(study.space_path())} (budgets: {budgets})", file=out)
+    print(f"study {study.name}: {n} specs from {display_path(study.space_path())} (budgets: {budgets})", file=out)
     print(f"{'#':>4}  {'params':>8}  {'MACs':>8}  {'feasible':<8}  settings", file=out)
     for i, (params, feas) in enumerate(rows):
         p = format_count(feas.params) if feas.params is not None else "-"

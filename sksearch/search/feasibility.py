@@ -78,13 +78,5 @@ def check_spec(spec_dict: dict[str, Any], constraints: Constraints, *, num_class
 
 def sample_feasibility(space: SearchSpace, trial: optuna.Trial, study: StudyConfig) -> Feasibility:
     """Sample one spec from the space on `trial` and check it against the study's data set and budgets."""
-    num_classes, input_size = study_geometry(study)
+    num_classes, input_size = study.geometry()  # derived once per load, not once per sample
     return check_spec(space.sample(trial), study.constraints, num_classes=num_classes, input_size=input_size)
-
-
-def study_geometry(study: StudyConfig) -> tuple[int, list[int]]:
-    """The study data set's (num_classes, input_size); errors name the study file."""
-    try:
-        return study.dataset.geometry(study.base_dir)
-    except UserError as exc:
-        raise exc.in_file(study.source) if study.source else exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from sksearch.storage import records as st
+from sksearch.storage.ledger import Ledger, counts_toward_budget
 from sksearch.config import StudyConfig
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.space import SearchSpace
@@ -51,83 +51,49 @@ class StudySearcher(Searcher):
         self.pending_errors: set[str] = set()
         self.stop_reason: str | None = None
         self.exhausted: str | None = None
-        self.run_id = uuid.uuid4().hex[:12]  # tags the trials this driver ran (timing, debugging)
-        self.interrupted_replaced: list[int] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._last_wait = 0.0
-        self._beat = threading.Thread(target=self._heartbeat, name="sksearch-heartbeat", daemon=True)
-        self._beat.start()
-
-    # -- heartbeats: tell other drivers (and reruns) which RUNNING trials are alive -------------------------
-    def _heartbeat(self) -> None:
-        interval = self.storage.get_heartbeat_interval() or st.HEARTBEAT_INTERVAL
-        while not self._stop.wait(interval):
-            with self._lock:
-                ids = [lt.trial._trial_id for lt in self.live.values()]
-            for trial_id in ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # a finished trial or a passing database error: the next beat retries
-                    pass
+        # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py).
+        self.ledger = Ledger(study, storage, n_trials)
+        self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
 
     def close(self) -> None:
-        """Stop beating; trials still live here (Ctrl-C, a crash) are failed now so a rerun replaces them
-        at once instead of waiting for their heartbeats to go stale."""
-        self._stop.set()
+        """Stop beating; trials still live here (Ctrl-C, a crash) are failed so a rerun replaces them at once."""
         with self._lock:
-            leftovers = list(self.live.values())
             self.live.clear()
-        for lt in leftovers:
-            try:
-                self.storage.set_trial_state_values(lt.trial._trial_id, state=TrialState.FAIL)
-            except Exception:
-                pass
+        self.ledger.close()
 
-    # -- budget ---------------------------------------------------------------------------------------------
-    def _budget_state(self) -> tuple[int, int, bool]:
-        """(slots used, failures, whether other drivers hold RUNNING trials)."""
-        mine = {lt.trial._trial_id for lt in self.live.values()}
-        self.interrupted_replaced += st.mark_interrupted(self.storage, self.study, mine)
-        trials = self.study.get_trials(deepcopy=False)
-        used = sum(st.counts_toward_budget(t) for t in trials)
-        failures = sum(st.is_failure(t) for t in trials)
-        others_running = any(t.state == TrialState.RUNNING and t._trial_id not in mine for t in trials)
-        return used, failures, others_running
-
-    def _slot_is_mine(self, number: int) -> bool:
-        """After claiming: fewer than n_trials slots come before this trial's number. RUNNING trials of
-        other drivers with no verdict yet count as slots (pessimistic), so the budget is never exceeded."""
-        before = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.number >= number:
-                continue
-            undecided = t.state == TrialState.RUNNING and not t.user_attrs.get("slot") and "infeasible" not in t.user_attrs
-            if st.counts_toward_budget(t) or undecided:
-                before += 1
-        return before < self.n_trials
+    def _drop_lost(self, trial_id: str) -> None:
+        # Another driver failed this trial while we stalled (the ledger logged it): stop recording it.
+        with self._lock:
+            self.live.pop(trial_id, None)
 
     # -- Ray Tune's Searcher API ----------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.stop_reason or self.exhausted:
             return Searcher.FINISHED
-        used, failures, others_running = self._budget_state()
-        if failures > self.cfg.tune.max_failures:
-            self.stop_reason = (f"{failures} trials failed (tune.max_failures is {self.cfg.tune.max_failures}); "
-                                "see their `error` in the storage or the dashboard")
+        budget = self.ledger.state()
+        if budget.failures > self.cfg.tune.max_failures:
+            self.stop_reason = (f"{budget.failures} trials failed in this run (tune.max_failures is "
+                                f"{self.cfg.tune.max_failures}); see their `error` in the storage or the dashboard")
             return Searcher.FINISHED
-        if used >= self.n_trials:
-            if others_running:
+        if budget.free <= 0:
+            if budget.others_running:
                 # Another driver's trials, or a dead driver's not yet stale: wait and see whether they finish.
                 self._idle_wait()
                 return None
             return Searcher.FINISHED
+        if self.space.fixed:
+            # A baseline (one spec): train it once, not once per free slot, and end when it is trained.
+            if self.live or budget.others_running:
+                self._idle_wait()
+                return None
+            done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if any(counts_toward_budget(t) for t in done):
+                self.exhausted = "the space holds one spec (base only), and it is trained"
+                return Searcher.FINISHED
         duplicates = 0
         for _ in range(MAX_SKIPPED_IN_A_ROW):
-            trial = self.study.ask()
-            # A RUNNING trial with no heartbeat row never goes stale: beat at once, so a crash right now is
-            # still detected by the next driver.
-            self.storage.record_heartbeat(trial._trial_id)
+            trial = self.ledger.ask()
             feas = sample_feasibility(self.space, trial, self.cfg)
             if feas.constraints:
                 st.set_constraints(trial, feas.constraints)
@@ -136,25 +102,26 @@ class StudySearcher(Searcher):
             st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
                               feas.select_macs, self.max_epochs)
             if not feas.feasible:
-                st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
+                with self.ledger.finish(trial._trial_id, trained=False):
+                    st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params,
+                                         feas.macs)
                 self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
                                              "params": feas.params, "macs": feas.macs})
+                if self.space.fixed:  # a baseline: every sample is this same spec
+                    self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
+                    return Searcher.FINISHED
                 continue
             twin = self._trained_twin(spec_dict)
             if twin is not None:
-                st.record_duplicate(self.study, trial, twin)
+                with self.ledger.finish(trial._trial_id, trained=False):
+                    st.record_duplicate(self.study, trial, twin)
                 duplicates += 1
                 self.on_event("duplicate", {"number": trial.number, "label": label, "of": twin.number})
                 if duplicates >= MAX_REPEATS_IN_A_ROW:
                     break
                 continue
-            trial.set_user_attr("slot", True)
-            trial.set_user_attr("run_id", self.run_id)
-            if not self._slot_is_mine(trial.number):
-                # Another driver took the last slot between our count and our claim: give this one back.
-                trial.set_user_attr("discarded", True)
-                self.study.tell(trial, state=TrialState.FAIL)
-                return None
+            if not self.ledger.claim(trial):
+                return None  # another driver took the last slot between our count and our claim
             with self._lock:
                 self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0))
             self.on_event("start", {"number": trial.number, "label": label, "params": feas.params,
@@ -188,7 +155,11 @@ class StudySearcher(Searcher):
             return
         lt.epochs_done = int(result.get("epoch", result.get("training_iteration", lt.epochs_done + 1)))
         lt.history.append(float(result["accuracy"]))
-        st.record_epoch(self.storage, lt.trial._trial_id, {**result, "training_iteration": lt.epochs_done}, lt.history)
+        with self.ledger.progress(lt.trial._trial_id) as write:
+            st.record_epoch(self.storage, lt.trial._trial_id, {**result, "training_iteration": lt.epochs_done},
+                            lt.history)
+        if write.lost:
+            return self._drop_lost(trial_id)
         self.on_event("epoch", {"number": lt.trial.number, "label": lt.label, "epoch": lt.epochs_done,
                                 "max_epochs": self.max_epochs, "accuracy": float(result["accuracy"]),
                                 "params": lt.params, "macs": lt.macs})
@@ -219,8 +190,12 @@ class StudySearcher(Searcher):
         if lt is None:
             return
         accuracy = lt.history[-1] if lt.history else None
-        state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done, max_epochs=self.max_epochs,
-                              accuracy=accuracy, params=lt.params, macs=lt.macs, error=error)
+        with self.ledger.finish(lt.trial._trial_id) as write:
+            state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done,
+                                  max_epochs=self.max_epochs, accuracy=accuracy, params=lt.params, macs=lt.macs,
+                                  error=error)
+        if write.lost:
+            return
         self.on_event("end", {"number": lt.trial.number, "label": lt.label, "state": state.name,
                               "epochs_done": lt.epochs_done, "accuracy": accuracy, "error": error,
                               "params": lt.params, "macs": lt.macs})

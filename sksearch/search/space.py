@@ -4,7 +4,7 @@ A file has up to five top-level keys (full example: docs/fragments/search-spaces
 
     description: free text
     base: sknet29                 # a preset name, or an inline ArchSpec mapping
-    set: {num_classes: 10}        # optional fixed overrides of the base, by dotted key
+    set: {stem_channels: 16}      # optional fixed overrides of the base, by dotted key
     search:                       # distributions over ArchSpec fields, by dotted key
       sk.G: {choices: [8, 16, 32, 64]}
       sk.r: {int: [4, 32], log: true}
@@ -14,6 +14,9 @@ A file has up to five top-level keys (full example: docs/fragments/search-spaces
       kernel: 3                   # every path (a fixed value or a distribution)
       dilation: {choices: [1, 2, 3]}
       path1: {dilation: 1}        # one path (1-based), overrides the every-path value
+
+Only `base` is required: a file with nothing to search is a baseline, one spec that the searcher trains once
+(SearchSpace.fixed). The distribution syntax ({choices}, {int}, {float}) is sksearch.search.distributions'.
 
 Sampling is define-by-run on an Optuna trial, so a path beyond the sampled M asks the trial nothing,
 `sk.attention` is asked only when M > 1 (an M = 1 unit always uses `sum`: softmax over one path is 1), and a
@@ -29,19 +32,20 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import optuna
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from sksearch.errors import UserError
+from sksearch.errors import UserError, from_validation_error
+from sksearch.search.distributions import Dimension, parse_distribution
 from sksearch.presets import PRESETS, preset_dict
-from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig, load_yaml, set_dotted
+from sksearch.spec import SHUFFLENET_WIDTHS, ArchSpec, Branch, SKConfig
+from sksearch.yamlio import load_yaml, set_dotted
 
 TOP_LEVEL_KEYS = ("description", "base", "set", "search", "paths")
 PATH_FIELDS = ("kernel", "dilation", "groups", "relu")
 MAX_PATHS = 8          # a guard against typos such as M: {int: [1, 30]}
-ENUMERATE_LIMIT = 512  # int ranges up to this many values are checked value by value at load time
 # Keys whose values decide the SK widths: checked together with the group counts at load time.
 LAYOUT_KEYS = ("backbone", "widths", "width_mult", "stem_channels")
 STAGE_LIST_KEYS = ("depths", "widths", "out_channels")
@@ -55,115 +59,6 @@ _SPEC_FIELDS = tuple(f for f in ArchSpec.model_fields if f not in ("sk", *_FITTE
 def param_name(key: str) -> str:
     """The Optuna parameter name of a searched key: sk.G -> G; other keys are their own name."""
     return key.removeprefix("sk.")
-
-
-def encode_choice(value: Any) -> Any:
-    """Optuna categorical choices must be None/bool/int/float/str: lists become readable JSON strings."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-# -- distributions ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched value: an Optuna parameter `name` that sets `key` (a dotted spec key or a path field)."""
-
-    name: str
-    key: str
-    kind: Literal["choices", "int", "float"]
-    choices: tuple[Any, ...] = ()
-    low: float = 0
-    high: float = 0
-    step: float | None = None
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        if self.kind == "choices":
-            encoded = [encode_choice(c) for c in self.choices]
-            picked = trial.suggest_categorical(self.name, encoded)
-            return self.choices[encoded.index(picked)]
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
-
-    def values(self) -> list[Any] | None:
-        """Every value it can take, when that is a short list (choices, small int ranges); else None."""
-        if self.kind == "choices":
-            return list(self.choices)
-        if self.kind == "int":
-            step = int(self.step or 1)
-            if (self.high - self.low) // step < ENUMERATE_LIMIT:
-                return list(range(int(self.low), int(self.high) + 1, step))
-        return None
-
-    def bounds(self) -> list[Any]:
-        """Values worth type-checking: all of them when enumerable, else the two ends."""
-        return self.values() or [self.low, self.high]
-
-    def renamed(self, name: str) -> "Dimension":
-        return Dimension(name, self.key, self.kind, self.choices, self.low, self.high, self.step, self.log)
-
-    def describe(self) -> str:
-        if self.kind == "choices":
-            text = "{" + ", ".join(json.dumps(c) for c in self.choices) + "}"
-        else:
-            low, high = (int(self.low), int(self.high)) if self.kind == "int" else (self.low, self.high)
-            text = f"{self.kind} [{low}, {high}]"
-            if self.step:
-                text += f" step {self.step:g}"
-            if self.log:
-                text += " log"
-        return f"{self.name}: {text}"
-
-
-def parse_distribution(raw: Any, *, name: str, key: str, file: str, where: str) -> Dimension:
-    """{choices: [...]}, {int: [low, high], step, log} or {float: [low, high], step, log}."""
-    if not isinstance(raw, dict):
-        raise UserError(
-            f"expected a distribution such as {{choices: [...]}}, {{int: [low, high]}} or {{float: [low, high]}} "
-            f"(got {raw!r}); fixed values go under `set`", file=file, key=where)
-    kinds = [k for k in ("choices", "int", "float") if k in raw]
-    if not kinds:
-        unknown = ", ".join(repr(k) for k in raw) or "none"
-        raise UserError(f"unknown distribution kind {unknown}; use choices, int or float", file=file, key=where)
-    if len(kinds) > 1:
-        raise UserError(f"one distribution kind per key (got {', '.join(kinds)})", file=file, key=where)
-    kind = kinds[0]
-    allowed = {"choices"} if kind == "choices" else {kind, "step", "log"}
-    extra = [k for k in raw if k not in allowed]
-    if extra:
-        raise UserError(f"unknown key {extra[0]!r} in a {kind} distribution (allowed: {', '.join(sorted(allowed))})",
-                        file=file, key=f"{where}.{extra[0]}")
-    if kind == "choices":
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise UserError("expected a non-empty list", file=file, key=f"{where}.choices")
-        encoded = [json.dumps(c, sort_keys=True) for c in choices]
-        if len(set(encoded)) != len(encoded):
-            raise UserError(f"duplicate values in {choices}", file=file, key=f"{where}.choices")
-        return Dimension(name, key, "choices", tuple(choices))
-
-    bounds, step, log = raw[kind], raw.get("step"), raw.get("log", False)
-    number = int if kind == "int" else (int, float)
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)):
-        raise UserError(f"expected [low, high] of {kind}s (got {bounds!r})", file=file, key=f"{where}.{kind}")
-    low, high = bounds
-    if low > high:
-        raise UserError(f"low {low} > high {high}", file=file, key=f"{where}.{kind}")
-    if not isinstance(log, bool):
-        raise UserError(f"expected true or false (got {log!r})", file=file, key=f"{where}.log")
-    if step is not None and (not isinstance(step, number) or isinstance(step, bool) or step <= 0):
-        raise UserError(f"expected a positive {kind} (got {step!r})", file=file, key=f"{where}.step")
-    if log and low <= 0:
-        raise UserError(f"a log scale needs low > 0 (got {low})", file=file, key=f"{where}.log")
-    if log and step is not None and not (kind == "int" and step == 1):
-        raise UserError("log and step cannot be combined (Optuna samples a log range continuously)",
-                        file=file, key=f"{where}.step")
-    if step is not None and not math.isclose(((high - low) / step) % 1, 0, abs_tol=1e-9) \
-            and not math.isclose(((high - low) / step) % 1, 1, abs_tol=1e-9):
-        raise UserError(f"high - low ({high} - {low}) is not a multiple of step {step}", file=file, key=f"{where}.step")
-    return Dimension(name, key, kind, low=low, high=high, step=step, log=log)
 
 
 # -- per-value type checks ------------------------------------------------------------------------------------
@@ -203,6 +98,33 @@ def _check_dimension(dim: Dimension, key: str, *, file: str, where: str) -> None
 
 # -- the search space -----------------------------------------------------------------------------------------
 
+class SpaceFile(BaseModel):
+    """A space file's top level; the blocks' contents are checked against ArchSpec below."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    description: Any = None
+    base: Any                                        # a preset name or an ArchSpec mapping (see _base_dict)
+    fixed: dict[Any, Any] | None = Field(None, alias="set")  # dotted key -> value
+    search: dict[Any, Any] | None = None              # dotted key -> distribution
+    paths: dict[Any, Any] | None = None               # M, path fields, pathN (see _parse_paths)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SpaceFile":
+        file = str(path)
+        data = load_yaml(path)
+        if not isinstance(data, dict):
+            raise UserError("a search space file must be a mapping with `base` and `search` and/or `paths`", file=file)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = from_validation_error(exc, file=file)
+            if exc.errors()[0]["type"] == "extra_forbidden":
+                error = UserError(f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})", file=file, key=error.key)
+            elif error.key == "base":
+                error = UserError(f"{error.detail} (a preset name or an ArchSpec mapping)", file=file, key="base")
+            raise error from None
+
+
 @dataclass(frozen=True)
 class _PathValue:
     """What one path field is: a Dimension (searched) or a fixed value."""
@@ -228,37 +150,13 @@ class SearchSpace:
     # -- loading ----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "SearchSpace":
+        """Read a space file; anything impossible from the file alone is a UserError naming file and key.
+        A file with only `base` is legal: a baseline, the one spec sampled every time."""
         file = str(path)
-        data = load_yaml(path)
-        if not isinstance(data, dict):
-            raise UserError("a search space file must be a mapping with `base` and `search` and/or `paths`", file=file)
-        unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
-        if unknown:
-            raise UserError(f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})", file=file, key=str(unknown[0]))
-        if "base" not in data:
-            raise UserError("required key is missing (a preset name or an ArchSpec mapping)", file=file, key="base")
-        description = data.get("description") or ""
-        base_dict = _base_dict(data["base"], file)
-        fixed = data.get("set") or {}
-        if not isinstance(fixed, dict):
-            raise UserError("expected a mapping of dotted keys to values", file=file, key="set")
-        for key, value in fixed.items():
-            _searchable_key(str(key), file=file, where=f"set.{key}")
-            try:
-                set_dotted(base_dict, str(key), copy.deepcopy(value))
-            except UserError as exc:
-                raise UserError(exc.detail, file=file, key=f"set.{key}") from None
-
-        search = data.get("search") or {}
-        if not isinstance(search, dict):
-            raise UserError("expected a mapping of dotted keys to distributions", file=file, key="search")
-        dims = []
-        for key, raw in search.items():
-            key = str(key)
-            _searchable_key(key, file=file, where=f"search.{key}")
-            dim = parse_distribution(raw, name=param_name(key), key=key, file=file, where=f"search.{key}")
-            _check_dimension(dim, key, file=file, where=f"search.{key}")
-            dims.append(dim)
+        top = SpaceFile.read(path)
+        base_dict = _base_dict(top.base, file)
+        _apply_set(base_dict, top.fixed or {}, file)
+        dims = _parse_search(top.search or {}, file)
         searched = {d.key for d in dims}
         if "width_mult" in searched:
             if "widths" in searched:
@@ -269,9 +167,9 @@ class SearchSpace:
             base_dict.pop("final_channels", None)
 
         base = ArchSpec.from_dict(copy.deepcopy(base_dict), file=file, prefix="base")
-        m, path_values = _parse_paths(data.get("paths"), base, file)
+        m, path_values = _parse_paths(top.paths, base, file)
         space = cls(file=file, base=base, base_dict=base_dict, dims=dims, m=m, path_values=path_values,
-                    description=str(description))
+                    description=str(top.description or ""))
         if "sk.attention" in searched and space.max_paths() == 1:
             raise UserError("M is always 1 here, and one path always uses attention: sum; search paths.M too",
                             file=file, key="search.sk.attention")
@@ -324,7 +222,18 @@ class SearchSpace:
                 seen.add(value.dim.name)
                 note = f"   (only when M >= {index})" if index > 1 and isinstance(self.m, Dimension) else ""
                 lines.append(value.dim.describe() + note)
-        return lines
+        return lines or ["nothing searched: every trial is the base spec (a baseline)"]
+
+    def dimensions(self) -> list[Dimension]:
+        """Every Dimension a trial may be asked for: M, the searched keys, the per-path ones."""
+        m = [self.m] if isinstance(self.m, Dimension) else []
+        return m + self.dims + [v.dim for v in self._path_values.values() if v.dim is not None]
+
+    @property
+    def fixed(self) -> bool:
+        """True when the space holds one spec (only `base`, or only one-value distributions): a baseline,
+        which the searcher trains once."""
+        return all(values is not None and len(values) == 1 for values in (d.values() for d in self.dimensions()))
 
     def max_paths(self) -> int:
         if isinstance(self.m, Dimension):
@@ -421,6 +330,26 @@ def _base_dict(raw: Any, file: str) -> dict[str, Any]:
     raise UserError(f"expected a preset name or an ArchSpec mapping (got {raw!r})", file=file, key="base")
 
 
+def _apply_set(base_dict: dict[str, Any], fixed: dict[Any, Any], file: str) -> None:
+    for key, value in fixed.items():
+        _searchable_key(str(key), file=file, where=f"set.{key}")
+        try:
+            set_dotted(base_dict, str(key), copy.deepcopy(value))
+        except UserError as exc:
+            raise UserError(exc.detail, file=file, key=f"set.{key}") from None
+
+
+def _parse_search(search: dict[Any, Any], file: str) -> list[Dimension]:
+    dims = []
+    for key, raw in search.items():
+        key = str(key)
+        _searchable_key(key, file=file, where=f"search.{key}")
+        dim = parse_distribution(raw, name=param_name(key), key=key, file=file, where=f"search.{key}")
+        _check_dimension(dim, key, file=file, where=f"search.{key}")
+        dims.append(dim)
+    return dims
+
+
 def _searchable_key(key: str, *, file: str, where: str) -> None:
     """A dotted key must name an ArchSpec field; the SK paths have their own `paths` block."""
     if key in ("sk.branches", "sk.M", "M") or key.startswith("sk.branches."):
@@ -435,13 +364,29 @@ def _searchable_key(key: str, *, file: str, where: str) -> None:
     raise UserError(f"not an ArchSpec field; searchable keys: {known}", file=file, key=where)
 
 
-def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int | None, dict[tuple[int, str], _PathValue]]:
+def _parse_paths(raw: dict[Any, Any] | None, base: ArchSpec, file: str
+                 ) -> tuple[Dimension | int | None, dict[tuple[int, str], _PathValue]]:
+    """M and every path's fields: (path index from 1, field) -> value, the pathN value over the shared one."""
     if raw is None:
         return None, {}
-    if not isinstance(raw, dict):
-        raise UserError("expected a mapping (M, kernel, dilation, groups, relu, path1, path2, ...)", file=file, key="paths")
+    m, max_m = _parse_m(raw.get("M", base.M), file)
+    shared, own = _split_path_keys(raw, max_m, file)
+    values: dict[tuple[int, str], _PathValue] = {}
+    for index in range(1, max_m + 1):
+        for field in PATH_FIELDS:
+            if field in own.get(index, {}):
+                raw_value, where = own[index][field], f"paths.path{index}.{field}"
+            elif field in shared:
+                raw_value, where = shared[field], f"paths.{field}"
+            else:
+                continue
+            values[(index, field)] = _path_value(raw_value, f"path{index}.{field}", field, file=file, where=where)
+    return m, values
+
+
+def _parse_m(raw_m: Any, file: str) -> tuple[Dimension | int, int]:
+    """paths.M (a whole number or a distribution over whole numbers) and the most paths it reaches."""
     m: Dimension | int
-    raw_m = raw.get("M", base.M)
     if isinstance(raw_m, dict):
         m = parse_distribution(raw_m, name="M", key="M", file=file, where="paths.M")
         if m.kind == "float" or (m.kind == "choices" and not all(isinstance(v, int) and not isinstance(v, bool)
@@ -456,8 +401,11 @@ def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int |
         raise UserError(f"an SK unit needs at least one path (M reaches {min(reach)})", file=file, key="paths.M")
     if max(reach) > MAX_PATHS:
         raise UserError(f"at most {MAX_PATHS} paths are supported (M reaches {max(reach)})", file=file, key="paths.M")
-    max_m = max(reach)
+    return m, max(reach)
 
+
+def _split_path_keys(raw: dict[Any, Any], max_m: int, file: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """The every-path fields and the pathN blocks of `paths`, each key checked."""
     shared: dict[str, Any] = {}
     own: dict[int, dict[str, Any]] = {}
     for key, value in raw.items():
@@ -481,18 +429,7 @@ def _parse_paths(raw: Any, base: ArchSpec, file: str) -> tuple[Dimension | int |
         else:
             raise UserError(f"unknown key (allowed: M, {', '.join(PATH_FIELDS)}, path1 ... path{max_m})",
                             file=file, key=f"paths.{key}")
-
-    values: dict[tuple[int, str], _PathValue] = {}
-    for index in range(1, max_m + 1):
-        for field in PATH_FIELDS:
-            if field in own.get(index, {}):
-                raw_value, where = own[index][field], f"paths.path{index}.{field}"
-            elif field in shared:
-                raw_value, where = shared[field], f"paths.{field}"
-            else:
-                continue
-            values[(index, field)] = _path_value(raw_value, f"path{index}.{field}", field, file=file, where=where)
-    return m, values
+    return shared, own
 
 
 def _path_value(raw: Any, name: str, field: str, *, file: str, where: str) -> _PathValue:

@@ -21,9 +21,23 @@ def _one_line(exc: BaseException) -> str:
     return text[:500]
 
 
+def error_fields(exc: BaseException, gpu_share: float = 0) -> dict[str, str]:
+    """The keys a failed trial reports: "error" (one line) and "error_kind": "oom" for a device out-of-memory
+    error (the driver records its reason and does not count it as a crash toward max_failures), else
+    "crash"."""
+    from sksearch.training.common import is_oom
+
+    if is_oom(exc):
+        share = f" (the trial's share of the GPU, tune.resources_per_trial.gpu = {gpu_share:g}, may be too small)" \
+            if 0 < gpu_share < 1 else ""
+        return {"error": "out of memory" + share + ": " + _one_line(exc), "error_kind": "oom"}
+    return {"error": _one_line(exc), "error_kind": "crash"}
+
+
 def injected_fault(trial_number: int) -> str | None:
-    """Chaos testing: SKSEARCH_INJECT_FAULT="3:raise,5:exit,6:nan" makes trial 3 raise after its first epoch,
-    trial 5's process die (as an out-of-memory kill would) and trial 6's loss become NaN. Off unless set."""
+    """Chaos testing: SKSEARCH_INJECT_FAULT="3:raise,5:exit,6:nan,7:oom" makes trial 3 raise after its first
+    epoch, trial 5's process die (as an out-of-memory kill would), trial 6's loss become NaN and trial 7
+    raise a CUDA out-of-memory error. Off unless set."""
     for item in os.environ.get("SKSEARCH_INJECT_FAULT", "").split(","):
         num, _, kind = item.partition(":")
         if num.strip().isdigit() and int(num) == trial_number:
@@ -43,11 +57,12 @@ def _node_name() -> str:
 
 def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
     """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
-    with absolute data paths (tune.resolve_paths)."""
+    as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter."""
     import torch
 
     from sksearch.data import make_data
-    from sksearch.training.loop import TrainingDiverged, pick_device, train_trial
+    from sksearch.training.common import cap_memory, release_memory, reset_compiler, trial_device
+    from sksearch.training.loop import TrainingDiverged, train_trial
 
     cfg = StudyConfig.model_validate(study)
     torch.set_num_threads(max(1, threads))
@@ -64,6 +79,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise RuntimeError("injected fault (SKSEARCH_INJECT_FAULT)")
         if fault == "exit":
             os._exit(3)
+        if fault == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by SKSEARCH_INJECT_FAULT)")
         if fault == "nan":
             raise TrainingDiverged(f"loss is nan at epoch {r.epoch} (injected by SKSEARCH_INJECT_FAULT)")
         if not math.isfinite(r.val_accuracy):
@@ -71,11 +88,15 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
         tune.report({"accuracy": r.val_accuracy, "epoch": r.epoch, "train_loss": r.train_loss,
                      "images_per_second": r.images_per_second, "epoch_seconds": r.seconds,
-                     "train_seconds": time.perf_counter() - started, **extra})
+                     "train_seconds": time.perf_counter() - started, **extra,
+                     "compile_seconds": r.compile_seconds})  # issue 14: compiling timed apart (epoch 1)
         reporting = False
 
+    gpu_share = cfg.tune.resources_per_trial.gpu
+    device = torch.device("cpu")
     try:
-        device = pick_device("cuda" if cfg.tune.resources_per_trial.gpu > 0 else None)
+        device = trial_device(gpu_share)  # gpu: 0 trains on the CPU even where a GPU is visible
+        cap_memory(device, gpu_share)     # a fractional share: this trial's slice of the GPU's memory
         data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
         train_trial(spec, data, cfg.train, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
     except Exception as exc:
@@ -83,4 +104,10 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise
         # A crash is this trial's result: the driver records it FAIL with this line, and the study goes on.
         traceback.print_exc()
-        tune.report({"error": _one_line(exc), **extra})
+        tune.report({**error_fields(exc, gpu_share), **extra})
+    finally:
+        # A reused worker runs the next trial in this process: free this one's memory and compiled graphs.
+        data = None  # noqa: F841 (its device tensors)
+        if cfg.train.compile is not False:
+            reset_compiler()
+        release_memory(device)

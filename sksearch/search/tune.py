@@ -13,7 +13,8 @@ import optuna
 from optuna.trial import TrialState
 
 from sksearch.storage import records as st
-from sksearch.config import StudyConfig, redact_url
+from sksearch.storage.ledger import counts_toward_budget
+from sksearch.config import StudyConfig, display_path, redact_url
 from sksearch.errors import UserError
 from sksearch.results.pareto import front_trials
 from sksearch.search.progress import ProgressPrinter, front_table
@@ -41,19 +42,6 @@ def make_scheduler(cfg: StudyConfig) -> Any:
     from sksearch.search.schedulers import ParetoASHA
 
     return ParetoASHA(cost_attr=s.cost, **common)
-
-
-def resolve_paths(cfg: StudyConfig) -> StudyConfig:
-    """Absolute data paths before the config travels to Ray workers (their working directory differs).
-    Like search_space, dataset.root and dataset.classes_file are relative to the study file."""
-    ds = cfg.dataset.model_copy()
-    ds.root = str(cfg.data_root().resolve())
-    classes = cfg.classes_path()
-    if classes is not None:
-        ds.classes_file = str(classes.resolve())
-    out = cfg.model_copy(update={"dataset": ds})
-    out.source = cfg.source
-    return out
 
 
 def check_data(cfg: StudyConfig) -> None:
@@ -164,8 +152,8 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 def _budget_line(study: optuna.Study, n_trials: int) -> str:
     trials = study.get_trials(deepcopy=False)
-    used = sum(st.counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
-    states = {s: sum(t.state == s and st.counts_toward_budget(t) for t in trials)
+    used = sum(counts_toward_budget(t) and t.state != TrialState.RUNNING for t in trials)
+    states = {s: sum(t.state == s and counts_toward_budget(t) for t in trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     infeasible = sum("infeasible" in t.user_attrs for t in trials)
     duplicates = sum("duplicate_of" in t.user_attrs for t in trials)
@@ -177,7 +165,6 @@ def _budget_line(study: optuna.Study, n_trials: int) -> str:
 def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | None = None,
               n_trials: int | None = None, fresh: bool = False, out: Any = sys.stdout) -> int:
     wall0 = time.perf_counter()
-    cfg = resolve_paths(cfg)
     space = SearchSpace.load(cfg.space_path())
     check_data(cfg)
     url = cfg.storage_url(storage)
@@ -206,7 +193,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
             print(f"--fresh: the previous study is kept as {kept!r}", file=out)
     study = st.load_or_create_study(cfg, store, make_sampler(cfg))
     print(f"study {cfg.name!r} in {redact_url(url)}", file=out)
-    print(f"searching {os.path.normpath(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
+    print(f"searching {display_path(cfg.space_path())}: " + "; ".join(space.describe()), file=out)
     print("resuming: " + _budget_line(study, n_trials) if study.get_trials(deepcopy=False) else
           f"budget: {n_trials} trials of up to {cfg.max_epochs()} epochs", file=out)
 

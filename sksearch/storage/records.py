@@ -20,7 +20,7 @@ from sksearch.config import StudyConfig, redact_url
 from sksearch.errors import UserError
 
 # Trials of a driver that died stop sending heartbeats; after the grace period another driver (or a rerun)
-# marks them FAIL and replaces them. A live driver beats every HEARTBEAT_INTERVAL seconds.
+# marks them FAIL and replaces them (storage/ledger.py). A live driver beats every HEARTBEAT_INTERVAL seconds.
 # Tests shorten both through SKSEARCH_HEARTBEAT (seconds; the grace is four beats).
 HEARTBEAT_INTERVAL = int(os.environ.get("SKSEARCH_HEARTBEAT", "5"))
 HEARTBEAT_GRACE = 4 * HEARTBEAT_INTERVAL
@@ -115,21 +115,6 @@ def archive_study(cfg: StudyConfig, storage: RDBStorage) -> str | None:
 
 # -- the state of each trial ---------------------------------------------------------------------------------
 
-def counts_toward_budget(t: FrozenTrial) -> bool:
-    """A trial uses one of n_trials when it was (or is being) trained: infeasible specs are free, trials of a
-    driver that died are replaced, and a slot given back after a race between drivers is not used."""
-    a = t.user_attrs
-    if "infeasible" in a or a.get("discarded") or not a.get("slot"):
-        return False
-    if t.state == TrialState.FAIL and "error" not in a:
-        return False  # failed by a heartbeat check: interrupted, not a real failure
-    return t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def is_failure(t: FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and "error" in t.user_attrs and not t.user_attrs.get("interrupted")
-
-
 def objective_values(cfg: StudyConfig, accuracy: float, params: int, macs: int) -> list[float]:
     by_name = {"accuracy": accuracy, "params": float(params), "macs": float(macs)}
     return [by_name[o.metric] for o in cfg.objectives]
@@ -200,14 +185,6 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
     # Stopped early: the last values stay as user attributes (record_epoch), never as objective values.
     study.tell(trial, state=TrialState.PRUNED)
     return TrialState.PRUNED
-
-
-def mark_interrupted(storage: RDBStorage, study: optuna.Study, running_mine: set[int]) -> list[int]:
-    """RUNNING trials whose driver died: FAIL them (Optuna's heartbeat rules) so that they are replaced."""
-    before = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
-    after = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted((before - after) - running_mine)
 
 
 logging.getLogger("optuna").setLevel(logging.WARNING)

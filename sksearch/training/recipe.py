@@ -1,7 +1,6 @@
 """The full-training recipe that `sksearch export` writes and `sksearch train` runs (ImageNet, DDP)."""
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +22,7 @@ class Recipe(BaseModel):
     schedule: Literal["step", "cosine"] = "step"
     step_epochs: int = Field(30, ge=1, description="step: lr x step_gamma every step_epochs epochs")
     step_gamma: float = Field(0.1, gt=0, le=1)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up, per iteration, multiplying the schedule")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     resolution: int = Field(224, ge=8, description="training crop; evaluation resizes to 256/224 of it, centre crop")
     augment: Literal["random_resized_crop+flip"] = "random_resized_crop+flip"
@@ -34,13 +33,3 @@ class Recipe(BaseModel):
 
     def scaled_lr(self) -> float:
         return self.lr * self.batch_size / self.lr_batch
-
-    def lr_factor(self, epoch: int) -> float:
-        """Multiplier of the scaled lr during `epoch` (0-based)."""
-        if self.schedule == "step":
-            f = self.step_gamma ** (epoch // self.step_epochs)
-        else:
-            f = 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
-        if epoch < self.warmup_epochs:
-            f *= (epoch + 1) / (self.warmup_epochs + 1)
-        return f

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sksearch.config import DatasetConfig
+from sksearch.config import DatasetConfig, StudyConfig
 from sksearch.data import make_data
 from sksearch.data.cifar import load_cifar
 from sksearch.errors import UserError, cli_entry
@@ -35,10 +35,14 @@ def test_cifar100_fine_labels(tmp_path: Path, cifar_writer):
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and int(y.max()) < 100
 
 
-def test_make_data_splits_and_resolves_root_against_base_dir(cifar10_root):
+def test_make_data_splits_a_root_resolved_against_the_study_folder(cifar10_root):
     root, _ = cifar10_root
-    cfg = DatasetConfig(name="cifar10", root=root.name, val_fraction=0.2, train_size=60)
-    data = make_data(cfg, batch_size=8, device=CPU, base_dir=root.parent)
+    # load_study validates with the study file's folder as base_dir: the path is absolute from then on.
+    study = {"name": "c", "search_space": "s.yaml",
+             "dataset": {"name": "cifar10", "root": root.name, "val_fraction": 0.2, "train_size": 60}}
+    cfg = StudyConfig.model_validate(study, context={"base_dir": root.parent}).dataset
+    assert cfg.root == str(root)
+    data = make_data(cfg, batch_size=8, device=CPU)
     assert data.n_train + data.n_val == 60 and 8 <= data.n_val <= 16   # per-class rounding of 20%
     assert sum(y.numel() for _, y in data.val) == data.n_val          # eval keeps the last partial batch
     assert sum(y.numel() for _, y in data.train) == data.n_train // 8 * 8  # train drops it

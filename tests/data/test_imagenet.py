@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sksearch.config import DatasetConfig
+from sksearch.config import DatasetConfig, read_class_list
 from sksearch.data import make_data
-from sksearch.data.imagenet import image_folder, imagenet_transforms, read_class_list
+from sksearch.data.imagenet import image_folder, imagenet_transforms
 from sksearch.errors import UserError
 
 CPU = torch.device("cpu")

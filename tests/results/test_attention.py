@@ -177,7 +177,7 @@ def test_checkpoint_that_does_not_fit_is_exit_2(tmp_path: Path, capsys) -> None:
     f.write_text(json.dumps(tiny_spec([K3, K5]).to_dict()))
     torch.save(build_model(tiny_spec([K3, K7, K5])).state_dict(), tmp_path / "w.pt")
     assert main(["--spec", str(f), "--checkpoint", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o")]) == 2
-    assert "does not fit the spec" in capsys.readouterr().err
+    assert "does not fit this spec" in capsys.readouterr().err
 
 
 def _study_with_trials(tmp_path: Path) -> Path:

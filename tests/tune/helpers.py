@@ -57,7 +57,7 @@ def load(path: Path, storage: str | None = None) -> optuna.Study:
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    from sksearch.storage.records import counts_toward_budget
+    from sksearch.storage.ledger import counts_toward_budget
 
     return [t for t in study.get_trials() if counts_toward_budget(t)]
 

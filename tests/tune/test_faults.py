@@ -7,9 +7,20 @@ import subprocess
 import sys
 import time
 
+import optuna
+import pytest
 from optuna.trial import TrialState
 
+from sksearch.storage.ledger import FAULT_EXIT
+
 from tests.tune.helpers import REPO, counted, load, run_cli, write_study
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing left in the group (and no masking of the test's own failure)
+        pass
 
 
 def _finished(study) -> list:
@@ -35,7 +46,7 @@ def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
         else:
             raise AssertionError("no trial finished in time:\n" + (tmp_path / "first.log").read_text())
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, without warning
+        _kill_group(driver.pid)  # the driver and the Ray it started, without warning
         driver.wait()
     before = {t.number: (t.state, t.values) for t in _finished(load(path))}
     assert 2 <= len(before) < 5
@@ -63,3 +74,33 @@ def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(t
     assert by_number[0].state == TrialState.FAIL and by_number[0].user_attrs["error"]
     assert by_number[1].state == TrialState.FAIL and "nan" in by_number[1].user_attrs["error"].lower()
     assert len(counted(study)) == 2  # it stopped instead of training the rest
+    # max_failures applies to the current run: a rerun starts from zero instead of stopping at once.
+    rerun = run_cli([str(path), "--n-trials", "3"])
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert len(counted(load(path))) == 3
+
+
+@pytest.mark.parametrize("db, step", [("sqlite", "after_ask"), ("postgres", "mid_training")])
+def test_sksearch_run_killed_at_a_step_then_rerun_trains_exactly_n_trials(tmp_path, request, db, step):
+    # after_ask leaves a RUNNING trial without a heartbeat row: it used to hang every later driver.
+    url = request.getfixturevalue("postgres_url") if db == "postgres" else None
+    path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=1, storage=url)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SKSEARCH_HEARTBEAT": "1", "SKSEARCH_FAULT": step}
+    try:
+        first = subprocess.Popen([sys.executable, "-m", "sksearch.run", str(path)], cwd=REPO, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            log = first.communicate(timeout=240)[0]
+        finally:
+            _kill_group(first.pid)  # the Ray processes the dead driver left behind
+        assert first.returncode == FAULT_EXIT, log
+        assert f"killing the driver at {step}" in log
+        rerun = run_cli([str(path)], env={"SKSEARCH_HEARTBEAT": "1"}, timeout=240)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        study = load(path)
+        trials = counted(study)
+        assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+        assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    finally:
+        if url:
+            optuna.delete_study(study_name=load(path).study_name, storage=url)

@@ -11,7 +11,7 @@ from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -214,3 +214,15 @@ def test_load_time_impossibilities_name_file_and_key(tmp_path: Path, text: str, 
     assert err.value.file == str(path)
     assert err.value.key == key
     assert words in str(err.value)
+
+
+def test_a_base_only_space_is_one_fixed_spec(tmp_path: Path) -> None:
+    space = SearchSpace.load(write_space(tmp_path, "description: a baseline\nbase: sknet29\n"))
+    assert space.fixed and space.dimensions() == []
+    assert space.describe() == ["nothing searched: every trial is the base spec (a baseline)"]
+    sampled = sample_trials(space, 3)
+    assert all(params == {} for params, _ in sampled)  # the trial is asked nothing
+    assert all(ArchSpec.from_dict(spec) == space.base for _, spec in sampled)
+    one_value = SearchSpace.load(write_space(tmp_path, "base: sknet29\nsearch:\n  sk.r: {choices: [8]}\n"))
+    assert one_value.fixed
+    assert not load("sk_mgr").fixed and not load("sk_paths").fixed

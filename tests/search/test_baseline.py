@@ -1,0 +1,51 @@
+"""A space file with only `base:` is a baseline: the one spec trains once, and the study ends normally."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from tests.tune.helpers import counted, load, run_cli, write_study
+
+BASE_ONLY = ("description: the baseline\nbase:\n  backbone: resnext_cifar\n  depths: [1, 1, 1]\n"
+             "  widths: [16, 32, 64]\n  out_channels: [32, 64, 128]\n  stem_channels: 16\n"
+             "  sk: {G: 8, r: 8, L: 16, attention: softmax, branches: [{kernel: 3}, {kernel: 1}]}\n")
+
+
+def test_sksearch_run_on_a_base_only_space_trains_it_once(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(BASE_ONLY)
+    # Two free slots and four trials asked for: still one training, never two copies side by side.
+    path = write_study(tmp_path, n_trials=4, epochs=1, concurrent=2, search_space=str(tmp_path / "base.yaml"))
+    done = run_cli([str(path)], timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "nothing searched" in done.stdout and "the space holds one spec" in done.stdout
+    study = load(path)
+    trained = counted(study)
+    assert [t.state for t in trained] == [TrialState.COMPLETE] and trained[0].user_attrs["full_fidelity"]
+    assert len(study.get_trials()) == 1  # no pile of copies either
+    assert len(study.best_trials) == 1
+
+
+def test_an_over_budget_baseline_stops_after_one_sample(tmp_path: Path) -> None:
+    # The searcher alone, on a real SQLite storage: no Ray cluster is needed to ask it for a trial.
+    import optuna
+    from ray.tune.search import Searcher
+
+    from sksearch.config import load_study
+    from sksearch.search.searcher import StudySearcher
+    from sksearch.search.space import SearchSpace
+    from sksearch.storage import records as st
+
+    (tmp_path / "base.yaml").write_text(BASE_ONLY)
+    cfg = load_study(write_study(tmp_path, n_trials=2, search_space=str(tmp_path / "base.yaml"),
+                                 constraints={"max_macs": "1M"}))
+    store = st.open_storage(cfg.storage_url())
+    study = st.load_or_create_study(cfg, store, optuna.samplers.RandomSampler(seed=0))
+    searcher = StudySearcher(cfg, SearchSpace.load(cfg.space_path()), study, store, n_trials=2)
+    try:
+        assert searcher.suggest("a") == Searcher.FINISHED  # not 500 samples of the same spec
+    finally:
+        searcher.close()
+    assert "infeasible" in (searcher.stop_reason or "")
+    trials = study.get_trials()
+    assert len(trials) == 1 and "macs" in trials[0].user_attrs[st.Key.INFEASIBLE]
