@@ -10,7 +10,6 @@ geometry (num_classes, input size) is derived once per load and cached: the clas
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -217,6 +216,17 @@ class StudyConfig(_Block):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives: each metric may appear once (got {metrics})")
+        # The schedulers, the report and the front all read accuracy as the first, maximised objective, and
+        # nothing measures latency: refuse such a file at load, not at the first trial's end.
+        if "latency" in metrics:
+            raise ValueError(f"objectives[{metrics.index('latency')}].metric: latency is not measured by sksearch; "
+                             "use macs or params as the cost objective")
+        if "accuracy" not in metrics:
+            raise ValueError("objectives: accuracy must be one of the objectives (the first, maximised)")
+        if metrics[0] != "accuracy":
+            raise ValueError(f"objectives[0].metric: accuracy must be the first objective (got {metrics[0]})")
+        if self.objectives[0].direction != "maximize":
+            raise ValueError("objectives[0].direction: accuracy is maximised (direction: maximize)")
         sched = self.tune.scheduler
         if sched.max_epochs is not None and sched.max_epochs > self.train.epochs:
             raise ValueError(f"tune.scheduler.max_epochs: {sched.max_epochs} exceeds train.epochs ({self.train.epochs})")
@@ -284,8 +294,3 @@ def load_study(path: str | Path) -> StudyConfig:
     if not ds.needs_images_for_geometry():
         study.geometry()
     return study
-
-
-def redact_url(url: str) -> str:
-    """A storage URL safe to print: the password replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

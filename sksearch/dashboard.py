@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
-from sksearch.config import load_study, redact_url
+from sksearch.config import load_study
 from sksearch.errors import UserError, cli_entry
-from sksearch.storage.open import open_study
+from sksearch.storage.open import open_study, redact_url
+
+
+def _check_port(host: str, port: int) -> None:
+    """optuna-dashboard raises OSError deep in its server when the port is taken: say so in one line."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port",
+                        key="--port") from None
 
 
 @cli_entry
@@ -23,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         from optuna_dashboard import run_server
     except ImportError:
         raise UserError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
+    _check_port(args.host, args.port)
     print(f"optuna-dashboard for {redact_url(url)} at http://{args.host}:{args.port}/ (study {cfg.name!r}); "
           "Ctrl-C stops it", flush=True)
     run_server(url, host=args.host, port=args.port)

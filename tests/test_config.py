@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sksearch.config import StudyConfig, display_path, load_study, parse_count, redact_url
+from sksearch.config import StudyConfig, display_path, load_study, parse_count
+from sksearch.storage.open import redact_url
 from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
 

@@ -59,3 +59,18 @@ def test_dashboard_before_any_run_is_a_clear_error(tmp_path, capsys):
     assert main([str(study)]) == 2
     err = capsys.readouterr().err
     assert "sksearch run" in err and "Traceback" not in err
+
+
+def test_a_taken_port_is_one_line_naming_the_flag(tmp_path, capsys):
+    import socket as _socket
+
+    from sksearch.dashboard import main
+
+    cfg = make_results_study(tmp_path, name="dash-busy")
+    with _socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([cfg.source, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and str(port) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -1,8 +1,11 @@
 """The Pareto front of a study and its hypervolume, over trials trained for the full budget only.
 
 Front: COMPLETE trials with `full_fidelity` true, not infeasible, all Optuna constraints <= 0; the non-dominated
-sort is Optuna's own (`_get_pareto_front_trials_by_trials`, the function behind `study.best_trials`, which
-alone would let a complete-but-partial or infeasible-without-constraints trial through).
+sort is Optuna's own (`_is_pareto_front`, the function behind `study.best_trials`). With every record written
+by storage.records, study.best_trials holds the same trials (repeated specs violate a constraint there).
+
+This is the only module that imports Optuna's private multi-objective helpers (non-dominated sorting and
+hypervolume); each has a plain numpy fallback used when a new Optuna release moves them.
 
 Hypervolume (Optuna's `compute_hypervolume`, which minimises): every objective is mapped to [0, ~1] so that
 the reference point means the same in every study:
@@ -18,41 +21,100 @@ from typing import Sequence
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume
 from optuna.study import StudyDirection
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials, _is_pareto_front
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from sksearch.config import StudyConfig
+from sksearch.storage import records
 from sksearch.units import format_count
 
 COST_REFERENCE = 1.05
 
+def _is_pareto_front_fallback(losses: np.ndarray, assume_unique_lexsorted: bool = False) -> np.ndarray:
+    """Minimisation on every column: True where no other row is <= everywhere and < somewhere."""
+    n = len(losses)
+    on = np.ones(n, dtype=bool)
+    for i in range(n):
+        dominated = np.all(losses <= losses[i], axis=1) & np.any(losses < losses[i], axis=1)
+        on[i] = not dominated.any()
+    return on
 
-def trial_status(t: FrozenTrial) -> str:
-    """One of: full (trained to the budget), pruned, infeasible, failed, partial, duplicate, running."""
-    a = t.user_attrs
-    if "duplicate_of" in a:
-        return "duplicate"  # a repeated spec whose result was copied, not trained
-    if "infeasible" in a or any(v > 0 for v in t.constraints.values()):
-        return "infeasible"
-    if t.state == TrialState.COMPLETE:
-        return "full" if a.get("full_fidelity") else "partial"
-    if t.state == TrialState.PRUNED:
-        return "pruned"
-    if t.state == TrialState.FAIL:
-        return "failed"
-    return "running"
+
+def _hypervolume_fallback(points: np.ndarray, reference: np.ndarray, assume_pareto: bool = False) -> float:
+    """Exact hypervolume (minimisation) by slicing on the first objective; fine for the few points of a front."""
+    pts = points[np.all(points < reference, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    if pts.shape[1] == 1:
+        return float(reference[0] - pts[:, 0].min())
+    pts = pts[np.argsort(pts[:, 0])]
+    total = 0.0
+    for i in range(len(pts)):
+        upper = pts[i + 1, 0] if i + 1 < len(pts) else reference[0]
+        if upper > pts[i, 0]:
+            total += (upper - pts[i, 0]) * _hypervolume_fallback(pts[: i + 1, 1:], reference[1:])
+    return float(total)
+
+
+def _peel_fronts(losses: np.ndarray) -> np.ndarray:
+    """Non-domination rank by repeatedly peeling the front (O(n^2) per front; rungs are small)."""
+    ranks = np.full(len(losses), -1)
+    remaining = np.arange(len(losses))
+    rank = 0
+    while remaining.size:
+        sub = losses[remaining]
+        # j dominates i: no worse everywhere, better somewhere
+        dominated = ((sub[None, :, :] <= sub[:, None, :]).all(-1) & (sub[None, :, :] < sub[:, None, :]).any(-1))
+        on_front = ~dominated.any(axis=1)
+        ranks[remaining[on_front]] = rank
+        remaining = remaining[~on_front]
+        rank += 1
+    return ranks
+
+
+try:  # Optuna's own, fast and maintained; private, so guarded
+    from optuna._hypervolume import compute_hypervolume
+    from optuna.study._multi_objective import _calculate_nondomination_rank as _optuna_ranks
+    from optuna.study._multi_objective import _is_pareto_front
+except ImportError:  # pragma: no cover - depends on the installed Optuna
+    compute_hypervolume = _hypervolume_fallback  # type: ignore[assignment]
+    _is_pareto_front = _is_pareto_front_fallback  # type: ignore[assignment]
+    _optuna_ranks = None
+
+
+def nondomination_ranks(losses: np.ndarray) -> np.ndarray:
+    """Front index of each row of losses (all minimised): 0 = the Pareto front of the set."""
+    if len(losses) == 0:
+        return np.zeros(0, dtype=int)
+    if _optuna_ranks is not None:
+        try:
+            return np.asarray(_optuna_ranks(losses), dtype=int)
+        except Exception:  # a changed private signature must not break scheduling
+            pass
+    return _peel_fronts(losses)
+
+
+def _losses(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> np.ndarray:
+    sign = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    return np.array([t.values for t in trials], dtype=float).reshape(len(trials), len(directions)) * sign
+
+
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
+    """The non-dominated trials among `trials` (all with values), as study.best_trials computes it."""
+    if not trials:
+        return []
+    on = _is_pareto_front(_losses(trials, directions), assume_unique_lexsorted=False)
+    return [t for t, keep in zip(trials, on) if keep]
 
 
 def full_fidelity_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if trial_status(t) == "full" and t.values is not None]
+    return [t for t in trials if records.status(t) == "full" and t.values is not None]
 
 
 def front_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """Non-dominated full-fidelity feasible trials, cheapest first (by the first cost objective)."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    front = _get_pareto_front_trials_by_trials(full_fidelity_trials(trials), study.directions)
+    front = pareto_front(full_fidelity_trials(trials), study.directions)
     return sorted(front, key=lambda t: tuple(_sort_key(t, study.directions)))
 
 
@@ -85,14 +147,14 @@ class Normaliser:
         trials = study.get_trials(deepcopy=False)
         budgets = {}
         if cfg is not None:
-            budgets = {"macs": cfg.constraints.max_macs, "params": cfg.constraints.max_params}
+            budgets = {records.Key.MACS: cfg.constraints.max_macs, records.Key.PARAMS: cfg.constraints.max_params}
         scales = []
         for i, (name, d) in enumerate(zip(names, study.directions)):
-            if name == "accuracy":
+            if name == records.Key.ACCURACY:
                 scales.append(1.0)
                 continue
-            seen = [float(t.user_attrs[name]) for t in trials if isinstance(t.user_attrs.get(name), (int, float))]
-            seen += [t.values[i] for t in trials if t.values is not None and trial_status(t) == "full"]
+            seen = [float(c) for t in trials if (c := records.cost(t, name)) is not None]
+            seen += [t.values[i] for t in trials if t.values is not None and records.status(t) == "full"]
             scales.append(float(budgets.get(name) or max(seen, default=1.0)) or 1.0)
         return cls(tuple(names), tuple(study.directions), tuple(scales))
 
@@ -112,7 +174,7 @@ class Normaliser:
         parts = []
         for name, d, s in zip(self.names, self.directions, self.scales):
             if d == StudyDirection.MAXIMIZE:
-                parts.append(f"{name} 0" if name == "accuracy" else f"{name} 0 (scale {s:g})")
+                parts.append(f"{name} 0" if name == records.Key.ACCURACY else f"{name} 0 (scale {s:g})")
             else:
                 parts.append(f"{name} {COST_REFERENCE:g} x {format_count(s)}")
         return "reference point: " + ", ".join(parts) + " (objectives normalised: 1 - accuracy, cost / scale)"
@@ -141,9 +203,9 @@ def hypervolume_history(study: optuna.Study, norm: Normaliser) -> list[Hypervolu
     front: list[np.ndarray] = []
     seconds, epochs, hv = 0.0, 0, 0.0
     for n, t in enumerate(finished, 1):
-        seconds += float(t.user_attrs.get("train_seconds") or 0.0)
-        epochs += int(t.user_attrs.get("epochs_done") or 0)
-        if trial_status(t) == "full" and t.values is not None:
+        seconds += records.train_seconds(t)
+        epochs += records.epochs_done(t)
+        if records.status(t) == "full" and t.values is not None:
             p = norm.losses(t.values)
             if not any(np.all(q <= p) for q in front):  # dominated points add nothing
                 front = [q for q in front if not np.all(p <= q)] + [p]

@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
+from sksearch.config import StudyConfig
+from sksearch.results import pareto
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
-
-try:  # private in Optuna; the fallback below is the same rule, checked against it in the tests
-    from optuna.study._multi_objective import _calculate_nondomination_rank as _optuna_ranks
-except ImportError:  # pragma: no cover - depends on the installed Optuna
-    _optuna_ranks = None
 
 logger = logging.getLogger(__name__)
 
@@ -44,33 +42,9 @@ def _as_losses(points: list[Point] | np.ndarray) -> np.ndarray:
     return np.where(np.isnan(losses), np.inf, losses)
 
 
-def _peel_fronts(losses: np.ndarray) -> np.ndarray:
-    """Non-domination rank by repeatedly peeling the front (O(n^2) per front; rungs are small)."""
-    ranks = np.full(len(losses), -1)
-    remaining = np.arange(len(losses))
-    rank = 0
-    while remaining.size:
-        sub = losses[remaining]
-        # j dominates i: no worse everywhere, better somewhere
-        dominated = ((sub[None, :, :] <= sub[:, None, :]).all(-1) & (sub[None, :, :] < sub[:, None, :]).any(-1))
-        on_front = ~dominated.any(axis=1)
-        ranks[remaining[on_front]] = rank
-        remaining = remaining[~on_front]
-        rank += 1
-    return ranks
-
-
 def nondomination_ranks(points: list[Point] | np.ndarray) -> np.ndarray:
     """Front index of each (accuracy, cost) pair: 0 = the Pareto front of the set."""
-    losses = _as_losses(points)
-    if len(losses) == 0:
-        return np.zeros(0, dtype=int)
-    if _optuna_ranks is not None:
-        try:
-            return np.asarray(_optuna_ranks(losses), dtype=int)
-        except Exception:  # a changed private signature must not break scheduling
-            logger.debug("optuna non-domination rank failed; using the local one", exc_info=True)
-    return _peel_fronts(losses)
+    return pareto.nondomination_ranks(_as_losses(points))
 
 
 def crowding_distances(points: list[Point] | np.ndarray) -> np.ndarray:
@@ -253,3 +227,16 @@ class ParetoASHA(FIFOScheduler):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
 
+
+def make_scheduler(cfg: StudyConfig) -> TrialScheduler:
+    """The Ray Tune scheduler of a study's tune.scheduler block (all stop on accuracy, maximised)."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    s = cfg.tune.scheduler
+    if s.type == "fifo":
+        return FIFOScheduler()
+    common = dict(time_attr="epoch", metric="accuracy", mode="max", max_t=cfg.max_epochs(),
+                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if s.type == "asha":
+        return AsyncHyperBandScheduler(brackets=1, **common)
+    return ParetoASHA(cost_attr=s.cost, **common)

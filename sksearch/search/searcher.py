@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 from sksearch.storage import records as st
 from sksearch.storage.ledger import Ledger, counts_toward_budget
 from sksearch.config import StudyConfig
+from sksearch.search import protocol
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.space import SearchSpace
 
@@ -38,15 +39,15 @@ class LiveTrial:
 
 class StudySearcher(Searcher):
     def __init__(self, cfg: StudyConfig, space: SearchSpace, study: optuna.Study, storage: optuna.storages.RDBStorage,
-                 *, n_trials: int, on_event: Callable[[str, dict[str, Any]], None] | None = None):
-        super().__init__(metric="accuracy", mode="max")
+                 *, n_trials: int, on_event: protocol.EventSink | None = None):
+        super().__init__(metric=protocol.ACCURACY, mode="max")
         self.cfg = cfg
         self.space = space
         self.study = study
         self.storage = storage
         self.n_trials = n_trials
         self.max_epochs = cfg.max_epochs()
-        self.on_event = on_event or (lambda kind, info: None)
+        self.on_event = on_event or (lambda event: None)
         self.live: dict[str, LiveTrial] = {}
         self.pending_errors: set[str] = set()
         self.stop_reason: str | None = None
@@ -95,28 +96,28 @@ class StudySearcher(Searcher):
         for _ in range(MAX_SKIPPED_IN_A_ROW):
             trial = self.ledger.ask()
             feas = sample_feasibility(self.space, trial, self.cfg)
-            if feas.constraints:
-                st.set_constraints(trial, feas.constraints)
             spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
             label = feas.spec.sk.label() if feas.spec is not None else "invalid"
+            # Known before the constraints are set (Optuna keeps the first value): a repeated spec's copy
+            # violates the `repeated` constraint, which keeps it off study.best_trials.
+            twin = self._trained_twin(spec_dict) if feas.feasible else None
+            st.set_constraints(trial, feas.constraints, repeated=twin is not None)
             st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
                               feas.select_macs, self.max_epochs)
             if not feas.feasible:
                 with self.ledger.finish(trial._trial_id, trained=False):
                     st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params,
                                          feas.macs)
-                self.on_event("infeasible", {"number": trial.number, "label": label, "reason": feas.reason,
-                                             "params": feas.params, "macs": feas.macs})
+                self.on_event(protocol.Infeasible(trial.number, label, feas.reason or "infeasible"))
                 if self.space.fixed:  # a baseline: every sample is this same spec
                     self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
                     return Searcher.FINISHED
                 continue
-            twin = self._trained_twin(spec_dict)
             if twin is not None:
                 with self.ledger.finish(trial._trial_id, trained=False):
                     st.record_duplicate(self.study, trial, twin)
                 duplicates += 1
-                self.on_event("duplicate", {"number": trial.number, "label": label, "of": twin.number})
+                self.on_event(protocol.Repeated(trial.number, label, twin.number))
                 if duplicates >= MAX_REPEATS_IN_A_ROW:
                     break
                 continue
@@ -124,10 +125,9 @@ class StudySearcher(Searcher):
                 return None  # another driver took the last slot between our count and our claim
             with self._lock:
                 self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0))
-            self.on_event("start", {"number": trial.number, "label": label, "params": feas.params,
-                                    "macs": feas.macs, "spec": spec_dict})
-            return {"trial_number": trial.number, "spec": spec_dict, "params": int(feas.params or 0),
-                    "macs": int(feas.macs or 0), "max_epochs": self.max_epochs}
+            self.on_event(protocol.Started(trial.number, label, int(feas.params or 0), int(feas.macs or 0)))
+            return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
+                                              self.max_epochs))
         if duplicates >= MAX_REPEATS_IN_A_ROW:
             # Nothing new to train: a small space is used up. That ends the study normally.
             self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
@@ -138,9 +138,10 @@ class StudySearcher(Searcher):
         return Searcher.FINISHED
 
     def _trained_twin(self, spec: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """A full-fidelity trial of the same spec. Resume refuses a study file whose recipe changed, so the
+        twin was trained under this study's recipe."""
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            a = t.user_attrs
-            if a.get("full_fidelity") and "duplicate_of" not in a and a.get("spec") == spec:
+            if st.status(t) == "full" and st.spec(t) == spec:
                 return t
         return None
 
@@ -151,18 +152,18 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         lt = self.live.get(trial_id)
-        if lt is None or "accuracy" not in result:
+        r = protocol.read_result(result)
+        if lt is None or r.accuracy is None:
             return
-        lt.epochs_done = int(result.get("epoch", result.get("training_iteration", lt.epochs_done + 1)))
-        lt.history.append(float(result["accuracy"]))
+        lt.epochs_done = r.epoch if r.epoch is not None else lt.epochs_done + 1
+        lt.history.append(r.accuracy)
         with self.ledger.progress(lt.trial._trial_id) as write:
-            st.record_epoch(self.storage, lt.trial._trial_id, {**result, "training_iteration": lt.epochs_done},
-                            lt.history)
+            st.record_epoch(self.storage, lt.trial._trial_id, epoch=lt.epochs_done, accuracy=r.accuracy,
+                            history=lt.history, train_seconds=r.train_seconds,
+                            images_per_second=r.images_per_second, node=r.node)
         if write.lost:
             return self._drop_lost(trial_id)
-        self.on_event("epoch", {"number": lt.trial.number, "label": lt.label, "epoch": lt.epochs_done,
-                                "max_epochs": self.max_epochs, "accuracy": float(result["accuracy"]),
-                                "params": lt.params, "macs": lt.macs})
+        self.on_event(protocol.EpochDone(lt.trial.number, lt.label, lt.epochs_done, self.max_epochs, r.accuracy))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error:
@@ -170,14 +171,13 @@ class StudySearcher(Searcher):
             self.pending_errors.add(trial_id)
             return
         result = result or {}
+        r = protocol.read_result(result)
         lt = self.live.get(trial_id)
         # When a scheduler stops a trial on a result (ASHA does so at a rung, and at max_t), Ray hands that
         # result to on_trial_complete only: record it before deciding the trial's state.
-        if lt is not None and "accuracy" in result and "error" not in result:
-            epoch = int(result.get("epoch", result.get("training_iteration", 0)))
-            if epoch > lt.epochs_done:
-                self.on_trial_result(trial_id, result)
-        self._finish(trial_id, result, result.get("error"))
+        if lt is not None and r.accuracy is not None and r.error is None and (r.epoch or 0) > lt.epochs_done:
+            self.on_trial_result(trial_id, result)
+        self._finish(trial_id, result, r.error)
 
     def record_crash(self, trial_id: str, message: str) -> None:
         if trial_id in self.pending_errors:
@@ -196,9 +196,7 @@ class StudySearcher(Searcher):
                                   error=error)
         if write.lost:
             return
-        self.on_event("end", {"number": lt.trial.number, "label": lt.label, "state": state.name,
-                              "epochs_done": lt.epochs_done, "accuracy": accuracy, "error": error,
-                              "params": lt.params, "macs": lt.macs})
+        self.on_event(protocol.Ended(lt.trial.number, lt.label, state.name, lt.epochs_done, accuracy, error))
 
     # The storage holds all state: nothing to checkpoint, and the study/thread must not be pickled.
     def save(self, checkpoint_path: str) -> None:

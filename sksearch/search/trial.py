@@ -13,6 +13,7 @@ from typing import Any
 from ray import tune
 
 from sksearch.config import StudyConfig
+from sksearch.search import protocol
 from sksearch.spec import ArchSpec
 
 
@@ -86,10 +87,10 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
         if not math.isfinite(r.val_accuracy):
             raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
-        tune.report({"accuracy": r.val_accuracy, "epoch": r.epoch, "train_loss": r.train_loss,
-                     "images_per_second": r.images_per_second, "epoch_seconds": r.seconds,
-                     "train_seconds": time.perf_counter() - started, **extra,
-                     "compile_seconds": r.compile_seconds})  # issue 14: compiling timed apart (epoch 1)
+        tune.report(protocol.epoch_result(accuracy=r.val_accuracy, epoch=r.epoch, train_loss=r.train_loss,
+                                          images_per_second=r.images_per_second, epoch_seconds=r.seconds,
+                                          train_seconds=time.perf_counter() - started, **extra,
+                                          compile_seconds=r.compile_seconds))  # issue 14: compiling timed apart (epoch 1)
         reporting = False
 
     gpu_share = cfg.tune.resources_per_trial.gpu
@@ -104,7 +105,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise
         # A crash is this trial's result: the driver records it FAIL with this line, and the study goes on.
         traceback.print_exc()
-        tune.report({**error_fields(exc, gpu_share), **extra})
+        tune.report(protocol.error_result(**error_fields(exc, gpu_share), **extra))
     finally:
         # A reused worker runs the next trial in this process: free this one's memory and compiled graphs.
         data = None  # noqa: F841 (its device tensors)

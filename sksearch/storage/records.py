@@ -5,19 +5,15 @@ database URL (PostgreSQL, MySQL) is needed only so that several drivers can shar
 """
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import os
-import warnings
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from sksearch.config import StudyConfig, redact_url
-from sksearch.errors import UserError
+from sksearch.config import StudyConfig
 
 # Trials of a driver that died stop sending heartbeats; after the grace period another driver (or a rerun)
 # marks them FAIL and replaces them (storage/ledger.py). A live driver beats every HEARTBEAT_INTERVAL seconds.
@@ -58,83 +54,38 @@ class Key:
 
 WORST = {"accuracy": 0.0}  # what an untrained (infeasible) spec scores, so samplers learn to avoid it
 
-
-def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
-                 heartbeat_grace: int = HEARTBEAT_GRACE) -> RDBStorage:
-    """An Optuna RDBStorage with heartbeats; creates the folder of a SQLite file."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                          grace_period=heartbeat_grace)
-    except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot open the storage {redact_url(url)}: {msg}", key="storage") from None
-
-
-def load_or_create_study(cfg: StudyConfig, storage: RDBStorage, sampler: optuna.samplers.BaseSampler
-                         ) -> optuna.Study:
-    directions = [o.direction for o in cfg.objectives]
-    names = [o.metric for o in cfg.objectives]
-    try:
-        existing = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
-    except KeyError:
-        existing = None
-    if existing is not None:
-        have = [d.name.lower() for d in existing.directions]
-        if have != directions or (existing.metric_names and existing.metric_names != names):
-            raise UserError(
-                f"the stored study {cfg.name!r} has objectives {existing.metric_names or have}, the study file "
-                f"asks for {names}; rerun with --fresh to start over (the old study is kept)",
-                file=cfg.source, key="objectives")
-        return existing
-    study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, directions=directions,
-                                load_if_exists=True)
-    study.set_metric_names(names)
-    study.set_user_attr("config", cfg.model_dump(mode="json"))
-    return study
-
-
-def archive_study(cfg: StudyConfig, storage: RDBStorage) -> str | None:
-    """--fresh: keep the old study under '<name>-<timestamp>' and delete the original name."""
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if cfg.name not in names:
-        return None
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    new = f"{cfg.name}-{stamp}"
-    optuna.copy_study(from_study_name=cfg.name, from_storage=storage, to_storage=storage, to_study_name=new)
-    optuna.delete_study(study_name=cfg.name, storage=storage)
-    return new
+# Optuna constraint of a repeated spec's copy. The copy is COMPLETE with its twin's values so that samplers
+# still learn them, but violates this constraint, so Optuna's own front (study.best_trials, what
+# optuna-dashboard draws) skips it and holds every model once, like the report's. Every trial carries the
+# entry (0 = not a copy): Optuna's GP sampler needs the same constraint entries on every trial.
+REPEAT_CONSTRAINT = "repeated"
 
 
 # -- the state of each trial ---------------------------------------------------------------------------------
 
 def objective_values(cfg: StudyConfig, accuracy: float, params: int, macs: int) -> list[float]:
-    by_name = {"accuracy": accuracy, "params": float(params), "macs": float(macs)}
+    by_name = {Key.ACCURACY: accuracy, Key.PARAMS: float(params), Key.MACS: float(macs)}
     return [by_name[o.metric] for o in cfg.objectives]
 
 
+# -- writers: everything the driver records about a trial -------------------------------------------------------
+
 def record_sampled(trial: optuna.Trial, spec: dict[str, Any], label: str, params: int | None, macs: int | None,
                    select_macs: int | None, max_epochs: int) -> None:
-    trial.set_user_attr("spec", spec)
-    trial.set_user_attr("label", label)
+    trial.set_user_attr(Key.SPEC, spec)
+    trial.set_user_attr(Key.LABEL, label)
     if params is not None:
-        trial.set_user_attr("params", int(params))
-        trial.set_user_attr("macs", int(macs or 0))
-        trial.set_user_attr("select_macs", int(select_macs or 0))
-    trial.set_user_attr("max_epochs", max_epochs)
-    trial.set_user_attr("epochs_done", 0)
-    trial.set_user_attr("full_fidelity", False)
+        trial.set_user_attr(Key.PARAMS, int(params))
+        trial.set_user_attr(Key.MACS, int(macs or 0))
+        trial.set_user_attr(Key.SELECT_MACS, int(select_macs or 0))
+    trial.set_user_attr(Key.MAX_EPOCHS, max_epochs)
+    trial.set_user_attr(Key.EPOCHS_DONE, 0)
+    trial.set_user_attr(Key.FULL_FIDELITY, False)
 
 
-def set_constraints(trial: optuna.Trial, constraints: dict[str, float]) -> None:
-    for key, value in constraints.items():
+def set_constraints(trial: optuna.Trial, constraints: dict[str, float], *, repeated: bool = False) -> None:
+    """Optuna's constraint values (<= 0 feasible); set once per trial (Optuna keeps the first value)."""
+    for key, value in {**constraints, REPEAT_CONSTRAINT: 1.0 if repeated else 0.0}.items():
         trial.set_constraint(key, float(value))
 
 
@@ -142,44 +93,48 @@ def record_infeasible(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig
                       params: int | None, macs: int | None) -> None:
     """Never trained. With counts, it is COMPLETE at the worst accuracy and violates its constraints (samplers
     learn from it, fronts skip it); a spec too broken to count is FAIL."""
-    trial.set_user_attr("infeasible", reason)
+    trial.set_user_attr(Key.INFEASIBLE, reason)
     if params is None:
         study.tell(trial, state=TrialState.FAIL)
     else:
-        study.tell(trial, objective_values(cfg, WORST["accuracy"], params, macs or 0))
+        study.tell(trial, objective_values(cfg, WORST[Key.ACCURACY], params, macs or 0))
 
 
 def record_duplicate(study: optuna.Study, trial: optuna.Trial, original: FrozenTrial) -> None:
     """A spec already trained to the full budget: seeded training would repeat it, so copy its result
-    (the sampler learns the same), train nothing, use no slot, and stay off the fronts (full_fidelity false)."""
-    trial.set_user_attr("duplicate_of", original.number)
-    for key in ("accuracy", "accuracy_history", "epochs_done"):
+    (the sampler learns the same), train nothing, use no slot. Its constraints must have been set with
+    repeated=True (set_constraints), which keeps it off Optuna's front; full_fidelity false keeps it off ours."""
+    trial.set_user_attr(Key.DUPLICATE_OF, original.number)
+    for key in (Key.ACCURACY, Key.ACCURACY_HISTORY, Key.EPOCHS_DONE):
         if key in original.user_attrs:
             trial.set_user_attr(key, original.user_attrs[key])
     study.tell(trial, list(original.values))
 
 
-def record_epoch(storage: RDBStorage, trial_id: int, result: dict[str, Any], history: list[float]) -> None:
+def record_epoch(storage: RDBStorage, trial_id: int, *, epoch: int, accuracy: float, history: Sequence[float],
+                 train_seconds: float | None = None, images_per_second: float | None = None,
+                 node: str | None = None) -> None:
     """Progress of a running trial, so the dashboard is live and a crash keeps what was learned."""
-    storage.set_trial_user_attr(trial_id, "epochs_done", int(result["training_iteration"]))
-    storage.set_trial_user_attr(trial_id, "accuracy", float(result["accuracy"]))
-    storage.set_trial_user_attr(trial_id, "accuracy_history", [round(a, 6) for a in history])
-    for key in ("train_seconds", "images_per_second"):
-        if key in result:
-            storage.set_trial_user_attr(trial_id, key, float(result[key]))
-    if result.get("node") and result["training_iteration"] == 1:
-        storage.set_trial_user_attr(trial_id, "node", str(result["node"]))
+    storage.set_trial_user_attr(trial_id, Key.EPOCHS_DONE, int(epoch))
+    storage.set_trial_user_attr(trial_id, Key.ACCURACY, float(accuracy))
+    storage.set_trial_user_attr(trial_id, Key.ACCURACY_HISTORY, [round(a, 6) for a in history])
+    if train_seconds is not None:
+        storage.set_trial_user_attr(trial_id, Key.TRAIN_SECONDS, float(train_seconds))
+    if images_per_second is not None:
+        storage.set_trial_user_attr(trial_id, Key.IMAGES_PER_SECOND, float(images_per_second))
+    if node and epoch == 1:
+        storage.set_trial_user_attr(trial_id, Key.NODE, str(node))
 
 
 def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, epochs_done: int, max_epochs: int,
                accuracy: float | None, params: int, macs: int, error: str | None) -> TrialState:
     """COMPLETE when trained for the full budget, PRUNED when a scheduler stopped it, FAIL with its error."""
     if error is not None:
-        trial.set_user_attr("error", error.strip().splitlines()[-1][:500] if error.strip() else "failed")
+        trial.set_user_attr(Key.ERROR, error.strip().splitlines()[-1][:500] if error.strip() else "failed")
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if accuracy is not None and epochs_done >= max_epochs:
-        trial.set_user_attr("full_fidelity", True)
+        trial.set_user_attr(Key.FULL_FIDELITY, True)
         study.tell(trial, objective_values(cfg, accuracy, params, macs))
         return TrialState.COMPLETE
     # Stopped early: the last values stay as user attributes (record_epoch), never as objective values.
@@ -187,8 +142,104 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
     return TrialState.PRUNED
 
 
-logging.getLogger("optuna").setLevel(logging.WARNING)
-# We use heartbeats with ask/tell on purpose (the driver beats for its Ray trials), and metric names and
-# fail_stale_trials are stable in practice: their "experimental" warnings would only confuse users.
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+def record_study_config(study: Study, config: dict[str, Any]) -> None:
+    """The study file as validated (URL redacted by the caller), for the resume check."""
+    study.set_user_attr(Key.CONFIG, config)
+
+
+def study_config(study: Study) -> dict[str, Any] | None:
+    data = study.user_attrs.get(Key.CONFIG)
+    return data if isinstance(data, dict) else None
+
+
+# -- the read view: what a trial is, for the report, the exporter, the console and the dashboard ----------------
+
+def status(t: FrozenTrial) -> str:
+    """One of: full (trained to the budget), partial (COMPLETE short of it), pruned, infeasible, duplicate,
+    failed (with its error), interrupted (its driver died or stopped it), discarded (a claim given back
+    after losing a race between drivers), running."""
+    a = t.user_attrs
+    if Key.DUPLICATE_OF in a:
+        return "duplicate"  # a repeated spec whose result was copied, not trained
+    if Key.INFEASIBLE in a or any(v > 0 for k, v in t.constraints.items() if k != REPEAT_CONSTRAINT):
+        return "infeasible"
+    if t.state == TrialState.COMPLETE:
+        return "full" if a.get(Key.FULL_FIDELITY) else "partial"
+    if t.state == TrialState.PRUNED:
+        return "pruned"
+    if t.state == TrialState.FAIL:
+        if a.get(Key.DISCARDED):
+            return "discarded"
+        return "failed" if Key.ERROR in a else "interrupted"
+    return "running"
+
+
+def explain(t: FrozenTrial) -> str:
+    """Why a trial is (or is not) on the front, in words: the one map from state to explanation."""
+    a = t.user_attrs
+    s = status(t)
+    done, most = a.get(Key.EPOCHS_DONE, "?"), a.get(Key.MAX_EPOCHS, "?")
+    if s == "full":
+        return f"trained for the full budget ({done} epochs)"
+    if s == "partial":
+        return f"COMPLETE after {done} of {most} epochs: not trained for the full budget"
+    if s == "pruned":
+        acc = a.get(Key.ACCURACY)
+        then = f" (accuracy {acc:.4g} then)" if isinstance(acc, (int, float)) else ""
+        return f"pruned after {done} of {most} epochs{then}: never trained for the full budget"
+    if s == "infeasible":
+        return f"infeasible, never trained: {a.get(Key.INFEASIBLE, 'it violates a constraint')}"
+    if s == "duplicate":
+        return f"same spec as trial {a.get(Key.DUPLICATE_OF)}: its result was copied, not trained"
+    if s == "failed":
+        return f"failed: {a.get(Key.ERROR)}"
+    if s == "interrupted":
+        return "interrupted: its driver stopped or died before it finished"
+    if s == "discarded":
+        return "a claim given back (another driver took the last slot): never trained"
+    return f"still {t.state.name.lower()}"
+
+
+def accuracy(t: FrozenTrial, metric_names: Sequence[str] | None = None) -> float | None:
+    """The trial's validation accuracy: its objective value named accuracy when told, else the last accuracy
+    recorded (pruned and failed trials keep theirs); infeasible specs score WORST."""
+    if t.values is not None and metric_names and Key.ACCURACY in metric_names:
+        return float(t.values[list(metric_names).index(Key.ACCURACY)])
+    if Key.INFEASIBLE in t.user_attrs:
+        return WORST[Key.ACCURACY]
+    acc = t.user_attrs.get(Key.ACCURACY)
+    return float(acc) if isinstance(acc, (int, float)) else None
+
+
+def spec(t: FrozenTrial) -> dict[str, Any] | None:
+    data = t.user_attrs.get(Key.SPEC)
+    return data if isinstance(data, dict) and data else None
+
+
+def label(t: FrozenTrial) -> str:
+    return str(t.user_attrs.get(Key.LABEL) or "")
+
+
+def cost(t: FrozenTrial, name: str) -> float | None:
+    """A measured cost of the trial's spec (params, macs, select_macs), or None when it was not counted."""
+    value = t.user_attrs.get(name) if name in (Key.PARAMS, Key.MACS, Key.SELECT_MACS) else None
+    return value if isinstance(value, (int, float)) else None
+
+
+def epochs_done(t: FrozenTrial) -> int:
+    return int(t.user_attrs.get(Key.EPOCHS_DONE) or 0)
+
+
+def train_seconds(t: FrozenTrial) -> float:
+    return float(t.user_attrs.get(Key.TRAIN_SECONDS) or 0.0)
+
+
+def run_id(t: FrozenTrial) -> str | None:
+    return t.user_attrs.get(Key.RUN_ID)
+
+
+def front_row(t: FrozenTrial, metric_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """One row of a front table (console, report, summary.json): the same keys everywhere."""
+    return {"trial": t.number, "label": label(t), "accuracy": accuracy(t, metric_names),
+            "params": cost(t, Key.PARAMS), "macs": cost(t, Key.MACS), "select_macs": cost(t, Key.SELECT_MACS),
+            "epochs": epochs_done(t)}

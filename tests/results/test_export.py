@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from sksearch.complexity import count
-from sksearch.export import main, nearest_divisor
+from sksearch.export import main
+from sksearch.results.export import nearest_divisor
 from sksearch.models import build_model
 from sksearch.spec import load_spec
 
@@ -23,7 +24,7 @@ def test_export_best_builds_the_recorded_model(results_study, tmp_path, capsys):
     best = trial_by_tag(results_study, "sknet29")
     prov = doc["provenance"]
     assert prov["trial"] == best.number and prov["source"]["accuracy"] == pytest.approx(0.93)
-    assert prov["source"]["macs"] == best.user_attrs["macs"] and "***" not in prov["storage"]
+    assert prov["source"]["macs"] == best.values[1] and "***" not in prov["storage"]
     spec = load_spec(out)  # the training config is also a spec file
     assert spec.depths == [3, 4, 6, 3] and spec.num_classes == 1000 and spec.input_size == [3, 224, 224]
     assert spec.sk.model_dump() == load_spec("sknet29").sk.model_dump()  # SK block carried over whole
@@ -53,9 +54,39 @@ def test_group_count_that_does_not_transfer_exits_2_with_a_suggestion(results_st
     assert rc == 0 and doc["spec"]["sk"]["G"] == 32 and doc["provenance"]["overrides"] == ["sk.G=32"]
 
 
-@pytest.mark.parametrize("tag, words", [("pruned_m3", "was pruned after 1 of 3 epochs"),
+@pytest.mark.parametrize("tag, words", [("pruned_m3", "pruned after 1 of 3 epochs"),
                                         ("over_budget", "infeasible"), ("crashed", "CUDA out of memory"),
-                                        ("interrupted", "interrupted")])
+                                        ("interrupted", "interrupted"), ("repeat_of_sknet29", "same spec as trial")])
 def test_unusable_trials_are_refused(results_study, tmp_path, capsys, tag, words):
     rc, _, _ = _export(results_study, tmp_path, "--trial", str(trial_by_tag(results_study, tag).number))
     assert rc == 2 and words in capsys.readouterr().err
+
+
+def test_existing_out_is_refused_unless_forced(results_study, tmp_path, capsys):
+    out = tmp_path / "exported.yaml"
+    out.write_text("mine\n")
+    assert main([results_study.source, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "--force" in err and "Traceback" not in err and out.read_text() == "mine\n"
+    # The study file itself is never replaced by accident.
+    study_text = open(results_study.source).read()
+    assert main([results_study.source, "--out", results_study.source]) == 2
+    assert open(results_study.source).read() == study_text
+    assert main([results_study.source, "--out", str(out), "--force"]) == 0
+    assert "spec" in yaml.safe_load(out.read_text())
+
+
+@pytest.mark.parametrize("value, words", [("0", "positive integer"), ("abc", "positive integer"),
+                                          ("-4", "positive integer")])
+def test_bad_group_override_is_one_line_naming_the_key(results_study, tmp_path, capsys, value, words):
+    rc, _, out = _export(results_study, tmp_path, "--set", f"sk.G={value}")
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert "sk.G" in err and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+def test_export_provenance_never_holds_a_password(results_study, tmp_path):
+    url = results_study.storage_url() + "?password=hunter2"
+    rc, doc, out = _export(results_study, tmp_path, "--storage", url)
+    assert rc == 0 and doc["provenance"]["storage"].endswith("?password=***") and "hunter2" not in out.read_text()

@@ -35,12 +35,13 @@ def test_an_over_budget_baseline_stops_after_one_sample(tmp_path: Path) -> None:
     from sksearch.search.searcher import StudySearcher
     from sksearch.search.space import SearchSpace
     from sksearch.storage import records as st
+    from sksearch.storage.open import load_or_create_study, open_storage
 
     (tmp_path / "base.yaml").write_text(BASE_ONLY)
     cfg = load_study(write_study(tmp_path, n_trials=2, search_space=str(tmp_path / "base.yaml"),
                                  constraints={"max_macs": "1M"}))
-    store = st.open_storage(cfg.storage_url())
-    study = st.load_or_create_study(cfg, store, optuna.samplers.RandomSampler(seed=0))
+    store = open_storage(cfg.storage_url())
+    study = load_or_create_study(cfg, store, optuna.samplers.RandomSampler(seed=0))
     searcher = StudySearcher(cfg, SearchSpace.load(cfg.space_path()), study, store, n_trials=2)
     try:
         assert searcher.suggest("a") == Searcher.FINISHED  # not 500 samples of the same spec

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from sksearch.config import StudyConfig
 from sksearch.errors import UserError
 from sksearch.storage import records as st
+from sksearch.storage.open import load_or_create_study, open_storage
 from sksearch.storage.ledger import Ledger, counts_toward_budget, fault_plan
 
 GRACE = 5.0
@@ -21,11 +22,11 @@ GRACE = 5.0
 def make(tmp_path):
     cfg = StudyConfig.model_validate({"name": "ledger", "search_space": "x.yaml", "output_dir": str(tmp_path)})
     url = f"sqlite:///{tmp_path}/ledger.db"
-    study = st.load_or_create_study(cfg, st.open_storage(url), optuna.samplers.RandomSampler(seed=0))
+    study = load_or_create_study(cfg, open_storage(url), optuna.samplers.RandomSampler(seed=0))
     ledgers = []
 
     def driver(n_trials: int = 2, **kw) -> Ledger:
-        storage = st.open_storage(url)  # each driver its own connection pool, as separate processes have
+        storage = open_storage(url)  # each driver its own connection pool, as separate processes have
         own = optuna.load_study(study_name=cfg.name, storage=storage)
         kw = {"interval": 3600, "grace": GRACE, "backoff": (0, 0), **kw}
         ledgers.append(Ledger(own, storage, n_trials, **kw))
@@ -41,7 +42,7 @@ def make(tmp_path):
 
 def _train(ledger: Ledger, trial: optuna.Trial, cfg: StudyConfig, error: str | None = None) -> None:
     with ledger.progress(trial._trial_id):
-        st.record_epoch(ledger.storage, trial._trial_id, {"training_iteration": 1, "accuracy": 0.5}, [0.5])
+        st.record_epoch(ledger.storage, trial._trial_id, epoch=1, accuracy=0.5, history=[0.5])
     with ledger.finish(trial._trial_id):
         st.record_end(ledger.study, trial, cfg, epochs_done=1, max_epochs=1, accuracy=0.5, params=10, macs=20,
                       error=error)
@@ -147,7 +148,7 @@ def test_driver_whose_trial_another_failed_logs_one_line_and_goes_on(make, write
         lost = not stalled.claim(trial)
     elif write == "epoch":
         with stalled.progress(trial._trial_id) as w:
-            st.record_epoch(stalled.storage, trial._trial_id, {"training_iteration": 1, "accuracy": 0.5}, [0.5])
+            st.record_epoch(stalled.storage, trial._trial_id, epoch=1, accuracy=0.5, history=[0.5])
         lost = w.lost
     else:
         with stalled.finish(trial._trial_id) as w:

@@ -13,6 +13,7 @@ import optuna
 
 from sksearch.config import StudyConfig
 from sksearch.storage import records as st
+from sksearch.storage.open import load_or_create_study, open_storage
 from sksearch.storage.ledger import Ledger
 
 EPOCHS = 2
@@ -25,7 +26,7 @@ def config(name: str) -> StudyConfig:
 
 def main(url: str, name: str, n_trials: int) -> int:
     cfg = config(name)
-    storage = st.open_storage(url)
+    storage = open_storage(url)
     study = optuna.load_study(study_name=name, storage=storage)
     ledger = Ledger(study, storage, n_trials, interval=INTERVAL, grace=GRACE)
     try:
@@ -46,8 +47,7 @@ def main(url: str, name: str, n_trials: int) -> int:
                 time.sleep(0.1)  # "training"
                 history.append(epoch / 10)
                 with ledger.progress(trial._trial_id) as write:
-                    st.record_epoch(storage, trial._trial_id, {"training_iteration": epoch,
-                                                               "accuracy": history[-1]}, history)
+                    st.record_epoch(storage, trial._trial_id, epoch=epoch, accuracy=history[-1], history=history)
                 if write.lost:
                     break
             else:

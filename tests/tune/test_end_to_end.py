@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 from optuna.trial import TrialState
@@ -41,13 +42,48 @@ def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, 
         assert 0.0 <= a["accuracy"] <= 1.0 and len(a["accuracy_history"]) == 2
         assert a["spec"]["num_classes"] == 10 and a["spec"]["input_size"] == [3, 32, 32]
         assert set(t.params) >= {"M", "G", "r"}  # readable Optuna parameter names
-    assert "Pareto front" in text and "trial" in text
+    # The printed front is the report's and Optuna's: same trials, same accuracies.
+    printed = _printed_front(text)
+    summary = json.loads((load_study(path).out_dir() / "report" / "summary.json").read_text())
+    assert printed and set(printed) == {f["trial"] for f in summary["front"]} == {t.number for t in study.best_trials}
+    for f in summary["front"]:
+        assert printed[f["trial"]] == round(f["accuracy"], 4)
 
-    # Rerunning the finished study trains nothing more and keeps every trial.
+    # Rerunning the finished study trains nothing more and keeps every trial; a harmless edit is said.
+    path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
     t0 = time.perf_counter()
-    assert run_study(load_study(path), out=io.StringIO()) == 0
+    rerun = io.StringIO()
+    assert run_study(load_study(path), out=rerun) == 0
     assert time.perf_counter() - t0 < 60
+    assert "tune.max_concurrent (2 -> 1)" in rerun.getvalue()
     assert [t.number for t in counted(load(path))] == [t.number for t in trials]
+
+
+def _printed_front(text: str) -> dict[int, float]:
+    """{trial: accuracy} from the front table run_study prints."""
+    rows = text.split("Pareto front (full-fidelity trials):", 1)[1].splitlines()[3:]
+    out = {}
+    for row in rows:
+        cells = row.split()
+        if not cells or not cells[0].isdigit():
+            break
+        out[int(cells[0])] = float(next(c for c in cells[1:] if c.replace(".", "").isdigit() and "." in c))
+    return out
+
+
+def test_an_edited_recipe_is_refused_before_ray_starts(tmp_path, capsys):
+    from sksearch.run import main
+
+    path = write_study(tmp_path, n_trials=1, epochs=1, concurrent=1)
+    assert run_study(load_study(path), out=io.StringIO()) == 0
+    before = len(load(path).trials)
+    path.write_text(path.read_text().replace("epochs: 1", "epochs: 2"))
+    t0 = time.perf_counter()
+    assert main([str(path)]) == 2
+    assert time.perf_counter() - t0 < 20
+    err = capsys.readouterr().err
+    assert "train.epochs" in err and "--fresh" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert len(load(path).trials) == before
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
@@ -146,6 +182,11 @@ def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_st
     assert copies and all(t.values == trained[t.user_attrs["duplicate_of"]].values
                           and not t.user_attrs["full_fidelity"] for t in copies)
     assert "exhausted" in out.getvalue()
+    # One front: Optuna's (optuna-dashboard's) holds the trained model once, as the report does.
+    summary = json.loads((load_study(path).out_dir() / "report" / "summary.json").read_text())
+    front = {f["trial"] for f in summary["front"]}
+    assert {t.number for t in study.best_trials} == front and front and front <= set(trained)
+    assert not front & {t.number for t in copies}  # every copy has a twin's values, none is on a front
 
 
 def test_missing_cifar_stops_before_anything_starts(tmp_path, capsys):

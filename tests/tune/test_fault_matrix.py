@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sksearch.storage import records as st
+from sksearch.storage.open import load_or_create_study, open_storage
 from sksearch.storage.ledger import FAULT_EXIT, FAULT_STEPS
 
 from tests.tune.helpers import REPO, counted
@@ -34,7 +35,7 @@ def store(request, tmp_path):
     else:
         url = request.getfixturevalue("postgres_url")
     name = f"matrix-{uuid.uuid4().hex[:10]}"
-    st.load_or_create_study(config(name), st.open_storage(url), optuna.samplers.RandomSampler(seed=0))
+    load_or_create_study(config(name), open_storage(url), optuna.samplers.RandomSampler(seed=0))
     yield url, name
     optuna.delete_study(study_name=name, storage=url)
 

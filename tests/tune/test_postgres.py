@@ -27,6 +27,7 @@ def test_tiny_study_on_postgres_never_prints_the_password(tmp_path, postgres_url
         trials = counted(study)
         assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
         assert all(t.user_attrs["full_fidelity"] for t in trials)
+        assert "s3cret-pw" not in str(study.user_attrs) and "***" in study.user_attrs["config"]["storage"]
     finally:
         optuna.delete_study(study_name=load_study(path).name, storage=postgres_url)
 

@@ -9,10 +9,10 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from sksearch.config import StudyConfig
+from sksearch.results.pareto import _peel_fronts
 from sksearch.search.schedulers import (
     ParetoASHA,
     _as_losses,
-    _peel_fronts,
     crowding_distances,
     nondomination_ranks,
     pareto_promotable,
@@ -147,7 +147,7 @@ def test_search_properties_and_make_scheduler():
         ParetoASHA(reduction_factor=1)
 
 def test_study_selects_pareto_asha():
-    from sksearch.search.tune import make_scheduler  # the tuner's wiring of tune.scheduler
+    from sksearch.search.schedulers import make_scheduler  # the tuner's wiring of tune.scheduler
 
     cfg = StudyConfig.model_validate({
         "name": "s", "search_space": "space.yaml", "train": {"epochs": 12},

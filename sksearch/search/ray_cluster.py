@@ -1,0 +1,121 @@
+"""Ray for a study: the environment Ray Tune needs, joining or starting a cluster (with a probe, so a dead
+address fails in seconds), the per-node resource check, and the callback that relays a crashed trial's
+error text to the searcher. Nothing here runs at import."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+
+from sksearch.config import StudyConfig
+from sksearch.errors import UserError
+
+# Set where a study starts (configure_ray_env), never at import: a notebook's own Ray Tune stays as it was.
+RAY_ENV = {
+    # Per-trial CSV/JSON/TensorBoard loggers cost time and disk for nothing: Optuna records every trial.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # A crashed trial reports {"error": ...} without accuracy; the searcher records it FAIL.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100000",
+}
+
+
+def configure_ray_env() -> None:
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def probe(address: str) -> None:
+    """Ray retries an address that nothing answers at for ever: check that something listens first."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():  # ray://, auto: let Ray resolve them
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"nothing answers at {address} ({exc.strerror or exc}); start the head node with "
+                        "`ray start --head --port PORT` or fix the address", key="--address") from None
+
+
+def init_ray(address: str | None, cfg: StudyConfig) -> None:
+    """Join `address` (else RAY_ADDRESS, else start a local Ray) and check that one node can hold a trial."""
+    import ray
+
+    configure_ray_env()
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():  # a Ray left connected in this process (a notebook, an earlier call)
+        ray.shutdown()
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
+                                  logging_level="ERROR")
+    if address:
+        probe(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:
+            hint = ""
+            if "auth" in str(exc).lower() and not os.environ.get("RAY_AUTH_MODE"):
+                hint = " (the cluster uses token authentication: set RAY_AUTH_MODE=token, with its token in ~/.ray/auth_token)"
+            raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}",
+                            key="--address") from None
+    else:
+        # "local" starts a Ray of our own: a bare ray.init() would join whatever cluster the file
+        # /tmp/ray/ray_current_cluster names, and wait forever if that cluster has died.
+        ray.init(address="local", **kwargs)
+    # Ray logs a crashed trial's traceback from its controller; the live view already reports it in one
+    # line and the storage keeps its error, so keep the console readable.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+    try:
+        check_resources(cfg, ray.nodes())
+    except UserError:
+        ray.shutdown()
+        raise
+
+
+def check_resources(cfg: StudyConfig, nodes: Sequence[dict[str, Any]]) -> None:
+    """Ray waits forever for a trial no node can hold: refuse at once. A trial runs on ONE node, so the
+    request is held against each alive node's own resources (ray.nodes()), not the cluster's total."""
+    need = cfg.tune.resources_per_trial
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", n.get("alive", True))]
+    most_gpu = max((r.get("GPU", 0) for r in alive), default=0)
+    most_cpu = max((r.get("CPU", 0) for r in alive), default=0)
+    fits = any(r.get("GPU", 0) >= need.gpu and r.get("CPU", 0) >= need.cpu for r in alive)
+    if fits:
+        return
+    where = f"{len(alive)} node(s)"
+    if need.gpu > most_gpu:
+        raise UserError(f"each trial asks for {need.gpu:g} GPU but no single node of the Ray cluster has that many "
+                        f"(the most on one of its {where}: {most_gpu:g}); set tune.resources_per_trial.gpu: 0 to "
+                        "train on CPU, lower it, or join a cluster with bigger nodes",
+                        file=cfg.source, key="tune.resources_per_trial.gpu")
+    if need.cpu > most_cpu:
+        raise UserError(f"each trial asks for {need.cpu:g} CPUs but no single node of the Ray cluster has that many "
+                        f"(the most on one of its {where}: {most_cpu:g})",
+                        file=cfg.source, key="tune.resources_per_trial.cpu")
+    raise UserError(f"no single node has both {need.cpu:g} CPUs and {need.gpu:g} GPUs free for one trial "
+                    f"({where})", file=cfg.source, key="tune.resources_per_trial.gpu")
+
+
+def error_relay(searcher: Any) -> Any:
+    """A Ray Tune callback that hands a crashed trial's error text to the searcher (record_crash), which
+    records the trial FAIL with it."""
+    from ray.tune import Callback
+
+    class ErrorRelay(Callback):
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            msg = ""
+            path = getattr(trial, "error_file", None)
+            try:
+                if path and Path(path).exists():
+                    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+                    msg = lines[-1] if lines else ""
+            except OSError:
+                pass
+            searcher.record_crash(trial.trial_id, msg or str(getattr(trial, "error_msg", "") or "the trial failed"))
+
+        def __getstate__(self) -> dict:
+            return {}
+
+    return ErrorRelay()

@@ -1,0 +1,50 @@
+"""search.ray_cluster: the per-node resource check (on ray.nodes()-shaped data) and the Ray environment."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sksearch.config import StudyConfig
+from sksearch.errors import UserError
+from sksearch.search.ray_cluster import RAY_ENV, check_resources, configure_ray_env
+
+
+def _cfg(cpu: float = 1, gpu: float = 0) -> StudyConfig:
+    return StudyConfig.model_validate({"name": "s", "search_space": "x.yaml",
+                                       "tune": {"resources_per_trial": {"cpu": cpu, "gpu": gpu}}})
+
+
+def _node(cpu: float, gpu: float = 0, alive: bool = True) -> dict:
+    return {"Alive": alive, "Resources": {"CPU": cpu, **({"GPU": gpu} if gpu else {})}}
+
+
+def test_a_gpu_trial_on_gpu_less_nodes_is_refused_naming_the_gpu_key():
+    with pytest.raises(UserError) as info:
+        check_resources(_cfg(gpu=1), [_node(8), _node(8)])
+    assert info.value.key == "tune.resources_per_trial.gpu" and "single node" in str(info.value)
+    check_resources(_cfg(gpu=1), [_node(8), _node(8, 1)])  # one node with a GPU is enough
+    check_resources(_cfg(gpu=0.5), [_node(8, 1)])
+
+
+def test_cpus_are_held_per_node_and_dead_nodes_do_not_count():
+    # 8 CPUs in total, but a trial runs on one node (tune.resources_per_trial.gpu > 1 is refused at load).
+    with pytest.raises(UserError) as info:
+        check_resources(_cfg(cpu=6), [_node(4), _node(4), _node(16, alive=False)])
+    assert info.value.key == "tune.resources_per_trial.cpu"
+    check_resources(_cfg(cpu=4), [_node(4), _node(2)])
+
+
+def test_a_trial_needs_both_on_one_node():
+    with pytest.raises(UserError, match="both"):
+        check_resources(_cfg(cpu=8, gpu=1), [_node(16, 0), _node(2, 1)])
+
+
+def test_the_ray_environment_is_set_only_when_asked(monkeypatch):
+    for key in RAY_ENV:
+        monkeypatch.delenv(key, raising=False)
+    import sksearch.search.tune  # noqa: F401  (importing sets nothing)
+
+    assert not any(key in os.environ for key in RAY_ENV)
+    configure_ray_env()
+    assert all(os.environ[key] == value for key, value in RAY_ENV.items())
