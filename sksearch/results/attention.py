@@ -293,10 +293,10 @@ def _pick_trial(study: Any, which: str, cfg: Any) -> Any:
 
 
 def _trial_spec(t: Any) -> ArchSpec | None:
-    from sksearch.storage.records import Key
+    from sksearch.storage import records
 
-    data = t.user_attrs.get(Key.SPEC)
-    if not isinstance(data, dict):
+    data = records.spec(t)
+    if data is None:
         return None
     try:
         return ArchSpec.model_validate(data)
@@ -308,10 +308,10 @@ def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
     """' (trial K has them: sksearch attention ...)' for the best-scoring trial with attention (and weights)."""
     from sksearch.results.pareto import full_fidelity_trials
 
-    from sksearch.storage.records import Key
+    from sksearch.storage import records
 
     full = sorted(full_fidelity_trials(study.get_trials(deepcopy=False)),
-                  key=lambda t: -float(t.user_attrs.get(Key.ACCURACY) or 0.0))
+                  key=lambda t: -(records.accuracy(t, study.metric_names) or 0.0))
     ok = [t for t in full if (s := _trial_spec(t)) is not None and has_attention(s)]
     if need_weights:
         ok = [t for t in ok if trial_weights(study, t) is not None]
@@ -420,12 +420,12 @@ def attention_pointer(study: Any, cfg: Any) -> str | None:
     """The line a finished run ends with: `sksearch attention` for the most accurate front trial that has
     attention (None when no front trial has any). For search/tune.py's closing summary."""
     from sksearch.results.pareto import front_trials
-    from sksearch.storage.records import Key
+    from sksearch.storage import records
 
     front = [t for t in front_trials(study) if (s := _trial_spec(t)) is not None and has_attention(s)]
     if not front:
         return None
-    t = max(front, key=lambda t: float(t.user_attrs.get(Key.ACCURACY) or t.values[0]))
-    label = t.user_attrs.get(Key.LABEL) or _trial_spec(t).sk.label()  # type: ignore[union-attr]
+    t = max(front, key=lambda t: records.accuracy(t, study.metric_names) or 0.0)
+    label = records.label(t) or _trial_spec(t).sk.label()  # type: ignore[union-attr]
     return (f"look inside: sksearch attention {cfg.source or 'STUDY.yaml'} --trial {t.number}   "
             f"(what {label} selects as objects grow)")

@@ -143,6 +143,9 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
           (f" --storage '{redact_url(url)}'" if storage else ""), file=out)
     if report:
         print(f"report:     {report}", file=out)
+    pointer = _attention_pointer(study, cfg)
+    if pointer:
+        print(pointer + (f" --storage '{redact_url(url)}'" if storage else ""), file=out)
     if searcher.exhausted:
         print(f"\nended early: {searcher.exhausted}", file=out)
     if searcher.stop_reason:
@@ -178,6 +181,16 @@ def _check_confirm(cfg: StudyConfig, storage: str | None, confirm: int, *, n_tri
         raise UserError(f"study {cfg.name!r} has no full-fidelity trial yet: nothing to confirm "
                         "(run the search first)", key="--confirm")
     return study
+
+
+def _attention_pointer(study: optuna.Study, cfg: StudyConfig) -> str | None:
+    """Where to look next: `sksearch attention` on the best front trial whose SK units have attention."""
+    from sksearch.results.attention import attention_pointer
+
+    try:
+        return attention_pointer(study, cfg)
+    except Exception:  # a hint only: the study is safe in the storage whatever happens here
+        return None
 
 
 def _write_report(cfg: StudyConfig, url: str, out: Any) -> Path | None:

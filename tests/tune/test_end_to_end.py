@@ -8,6 +8,7 @@ import time
 from optuna.trial import TrialState
 
 from sksearch.config import load_study
+from sksearch.results.attention import attention_pointer
 from sksearch.search.tune import run_study
 
 from tests.tune.helpers import counted, load, write_study
@@ -48,6 +49,10 @@ def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, 
     assert printed and set(printed) == {f["trial"] for f in summary["front"]} == {t.number for t in study.best_trials}
     for f in summary["front"]:
         assert printed[f["trial"]] == round(f["accuracy"], 4)
+    # The run ends pointing at `sksearch attention` for the best front trial with attention, when there is one.
+    pointer = attention_pointer(study, load_study(path))
+    assert ("look inside: sksearch attention" in text) == (pointer is not None)
+    assert pointer is None or pointer in text
 
     # Rerunning the finished study trains nothing more and keeps every trial; a harmless edit is said.
     path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
@@ -182,6 +187,7 @@ def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_st
     assert copies and all(t.values == trained[t.user_attrs["duplicate_of"]].values
                           and not t.user_attrs["full_fidelity"] for t in copies)
     assert "exhausted" in out.getvalue()
+    assert "look inside" not in out.getvalue()  # M = 1, attention: sum: nothing to look inside
     # One front: Optuna's (optuna-dashboard's) holds the trained model once, as the report does.
     summary = json.loads((load_study(path).out_dir() / "report" / "summary.json").read_text())
     front = {f["trial"] for f in summary["front"]}
