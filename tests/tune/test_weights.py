@@ -1,0 +1,80 @@
+"""Kept weights (issue 12) end to end: real Ray, real Optuna artifacts, real torch.load(weights_only=True)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from sksearch.config import load_study
+from sksearch.export import main as export_main
+from sksearch.models import build_model
+from sksearch.search.tune import run_study
+from sksearch.spec import ArchSpec
+from sksearch.storage import records
+
+from tests.tune.helpers import counted, load, write_study
+
+ASHA = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
+
+
+def _load_into_its_spec(t, path) -> None:
+    state = torch.load(path, weights_only=True)
+    model = build_model(ArchSpec.from_dict(records.spec(t)))
+    model.load_state_dict(state, strict=True)  # every tensor of the trial's network, and nothing else
+
+
+def test_full_trials_keep_their_weights_pruned_ones_none_and_export_writes_them(tmp_path, capsys):
+    # One at a time, so ASHA's verdicts do not depend on timing: later trials below the rung's median stop.
+    path = write_study(tmp_path, n_trials=4, epochs=2, scheduler=ASHA, concurrent=1)
+    cfg = load_study(path)
+    assert run_study(cfg, out=io.StringIO()) == 0
+    study = load(path)
+    trials = counted(study)
+    full = [t for t in trials if records.status(t) == "full"]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert full and pruned, [records.status(t) for t in trials]
+    for t in pruned:
+        assert records.weights_artifact(study, t) is None
+    for t in full:
+        artifact = records.weights_artifact(study, t)
+        assert artifact is not None
+        _load_into_its_spec(t, records.download_weights(cfg, artifact, tmp_path / f"w{t.number}.pt"))
+    staging = records.staging_dir(cfg)
+    assert not staging.exists() or not any(staging.iterdir())  # the driver removed what it kept
+
+    # export --weights: the state dict beside the YAML, loadable into the spec the YAML's provenance names.
+    out = tmp_path / "export" / "best.yaml"
+    assert export_main([str(path), "--out", str(out), "--weights"]) == 0
+    pt = out.with_suffix(".pt")
+    import yaml
+
+    prov = yaml.safe_load(out.read_text())["provenance"]
+    chosen = next(t for t in full if t.number == prov["trial"])
+    assert prov["weights"]["file"] == "best.pt" and prov["weights"]["spec"] == records.spec(chosen)
+    _load_into_its_spec(chosen, pt)
+    # An existing FILE.pt is kept unless told.
+    before = pt.read_bytes()
+    out.unlink()
+    assert export_main([str(path), "--out", str(out), "--weights"]) == 2
+    assert "--weights" in capsys.readouterr().err and not out.exists() and pt.read_bytes() == before
+    assert export_main([str(path), "--out", str(out), "--weights", "--force"]) == 0
+    _load_into_its_spec(chosen, pt)
+
+
+def test_keep_weights_all_keeps_pruned_trials_weights_too(tmp_path):
+    path = write_study(tmp_path, n_trials=4, epochs=2, scheduler=ASHA, concurrent=1)
+    text = path.read_text().replace("  max_failures: 3\n", "  max_failures: 3\n  keep_weights: all\n")
+    path.write_text(text)
+    cfg = load_study(path)
+    assert cfg.tune.keep_weights == "all"
+    assert run_study(cfg, out=io.StringIO()) == 0
+    study = load(path)
+    trials = counted(study)
+    assert any(t.state == TrialState.PRUNED for t in trials)  # the same trials and verdicts as above
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        artifact = records.weights_artifact(study, t)
+        assert artifact is not None, t.number
+        _load_into_its_spec(t, records.download_weights(cfg, artifact, tmp_path / f"w{t.number}.pt"))
