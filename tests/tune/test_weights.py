@@ -78,3 +78,4 @@ def test_keep_weights_all_keeps_pruned_trials_weights_too(tmp_path):
         artifact = records.weights_artifact(study, t)
         assert artifact is not None, t.number
         _load_into_its_spec(t, records.download_weights(cfg, artifact, tmp_path / f"w{t.number}.pt"))
+    assert not any(records.staging_dir(cfg).iterdir())  # every staged epoch was kept or replaced
