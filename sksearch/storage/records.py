@@ -224,6 +224,13 @@ def download_weights(cfg: StudyConfig, artifact_id: str, dest: str | Path, *, re
     return dest
 
 
+def cached_weights(cfg: StudyConfig, artifact_id: str) -> Path:
+    """A local copy of kept weights, for commands that load them (attention): downloaded once into
+    <output_dir>/weights/<artifact id>.pt, which an id never reused keeps valid."""
+    path = cfg.out_dir() / "weights" / f"{artifact_id}.pt"
+    return path if path.exists() else download_weights(cfg, artifact_id, path)
+
+
 def record_study_config(study: Study, config: dict[str, Any]) -> None:
     """The study file as validated (URL redacted by the caller), for the resume check."""
     study.set_user_attr(Key.CONFIG, config)

@@ -41,6 +41,9 @@ def test_full_trials_keep_their_weights_pruned_ones_none_and_export_writes_them(
         artifact = records.weights_artifact(study, t)
         assert artifact is not None
         _load_into_its_spec(t, records.download_weights(cfg, artifact, tmp_path / f"w{t.number}.pt"))
+    cached = records.cached_weights(cfg, artifact)  # the copy commands load: downloaded once
+    assert records.cached_weights(cfg, artifact) == cached and cached.parent == cfg.out_dir() / "weights"
+    _load_into_its_spec(t, cached)
     staging = records.staging_dir(cfg)
     assert not staging.exists() or not any(staging.iterdir())  # the driver removed what it kept
 
