@@ -166,6 +166,8 @@ def record_weights(trial: optuna.Trial, cfg: StudyConfig, staged: str | Path) ->
     """Keep the weights a worker staged as the trial's artifact (its id returned), then remove the staged
     file. Called before study.tell: Optuna refuses attributes of a finished trial."""
     try:
+        if not Path(staged).is_file():  # upload_artifact records the artifact before it reads the file
+            raise FileNotFoundError(f"{staged} is not on this machine (is the artifact store shared?)")
         return optuna.artifacts.upload_artifact(artifact_store=artifact_store(cfg), file_path=str(staged),
                                                 study_or_trial=trial)
     finally:
@@ -183,7 +185,7 @@ def discard_staged(staged: str | Path) -> None:
 
 def weights_artifact(study: Study, t: FrozenTrial) -> str | None:
     """The artifact id of the trial's kept weights, or None when it kept none."""
-    metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+    metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)  # a FrozenTrial needs the storage
     return next((m.artifact_id for m in reversed(metas) if m.filename == WEIGHTS_FILE), None)
 
 
