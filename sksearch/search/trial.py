@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -65,16 +66,21 @@ def keeps_weights(keep: str, epoch: int, max_epochs: int) -> bool:
     return keep == "all" or (keep == "full" and epoch >= max_epochs)
 
 
-def stage_weights(model: Any, folder: Path) -> str:
+def stage_weights(model: Any, folder: Path) -> str | None:
     """Save the model's state dict (on the CPU, loadable with weights_only=True) as folder/weights.pt, whole
-    or not at all; the driver keeps it as the trial's artifact and removes it."""
+    or not at all; the driver keeps it as the trial's artifact and removes it. A store that cannot take it
+    (full, read-only) costs the weights, not the trial: None, and one line on stderr."""
     import torch
 
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / WEIGHTS_FILE
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    torch.save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"sksearch: the trial's weights were not staged in {folder}: {exc}", file=sys.stderr, flush=True)
+        return None
     return str(path)
 
 
