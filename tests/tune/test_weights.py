@@ -82,3 +82,18 @@ def test_keep_weights_all_keeps_pruned_trials_weights_too(tmp_path):
         assert artifact is not None, t.number
         _load_into_its_spec(t, records.download_weights(cfg, artifact, tmp_path / f"w{t.number}.pt"))
     assert not any(records.staging_dir(cfg).iterdir())  # every staged epoch was kept or replaced
+
+
+def test_staging_saves_a_cpu_state_dict_whole_and_a_store_that_refuses_costs_only_the_weights(tmp_path, capsys):
+    from sksearch.search.trial import keeps_weights, stage_weights
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    path = stage_weights(model, tmp_path / "staging" / "t0")
+    again = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    again.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    assert [p.name for p in (tmp_path / "staging" / "t0").iterdir()] == [records.WEIGHTS_FILE]
+    (tmp_path / "not-a-folder").write_text("")
+    assert stage_weights(model, tmp_path / "not-a-folder" / "t1") is None
+    assert "not staged" in capsys.readouterr().err
+    assert [keeps_weights(k, e, 3) for k in ("full", "all", "none") for e in (1, 3)] == \
+        [False, True, True, True, False, False]
