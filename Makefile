@@ -32,9 +32,12 @@ test: $(DEV_STAMP)
 test-gpu:
 	$(PY) -m pytest -q -p no:cacheprovider -m gpu tests/training/test_gpu.py
 
+# Every benchmark, each printing its figures against its baseline (BENCHMARKS.md). The table makers
+# (bench/schedulers/schedulers_table.py, schedulers_fit.py) produce data for them and are run by hand.
+BENCHMARKS := bench_sk_unit bench_complexity bench_dryrun bench_pipeline bench_train_throughput bench_mfu \
+              bench_overhead bench_attention schedulers/bench_schedulers schedulers/bench_schedulers_tabular
 bench: $(DEV_STAMP)
-	for b in bench_sk_unit bench_complexity bench_dryrun bench_pipeline bench_train_throughput bench_mfu \
-	         bench_schedulers bench_overhead; do $(PY) bench/$$b.py || exit 1; done
+	for b in $(BENCHMARKS); do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -11,6 +11,7 @@ COMMANDS = {
     "export": "a study's trial on a full-size ImageNet backbone, with a training recipe",
     "train": "a full training run of one spec (torchrun, DDP)",
     "dashboard": "optuna-dashboard on a study's storage",
+    "attention": "what a trained model's SK units select as objects grow (the paper's Figs. 3c, 4)",
 }
 
 

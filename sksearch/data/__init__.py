@@ -21,6 +21,7 @@ from sksearch.data.host_loader import HostBatches
 from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, image_folder
 from sksearch.data.split import seeded_subset, stratified_split
 from sksearch.data.synthetic import synthetic_split
+from sksearch.errors import UserError
 
 SYNTHETIC_TRAIN = 10_000
 SYNTHETIC_TEST = 2_000
@@ -66,19 +67,28 @@ def _small_images(cfg: DatasetConfig, root: Path) -> tuple[tuple[Tensor, Tensor]
     return (xtr, ytr), (xte, yte), 10 if cfg.name == "cifar10" else 100
 
 
-def make_data(cfg: DatasetConfig, *, batch_size: int, device: torch.device, seed: int = 0) -> DataBundle:
+def make_data(cfg: DatasetConfig, *, batch_size: int, device: torch.device, seed: int = 0,
+              object_scale: float = 1.0) -> DataBundle:
     """The data set `cfg` names, as batches on `device`.
 
     cfg.seed fixes the data itself (synthetic generation, size caps, the validation split); `seed` fixes
-    the order and augmentation of training batches. cfg's paths are absolute (DatasetConfig resolves them)."""
+    the order and augmentation of training batches. cfg's paths are absolute (DatasetConfig resolves them).
+    object_scale (synthetic only): the same images with k-times-larger objects, normalised with the
+    statistics of the unscaled training set that the models saw."""
     device = torch.device(device)
     root = Path(cfg.root)
+    if object_scale != 1.0 and cfg.name != "synthetic":
+        raise UserError(f"object_scale {object_scale}: only the synthetic data set can be generated at another "
+                        f"object size", key="dataset.name")
     if cfg.name == "imagenet_subset":
         return _imagenet_subset(cfg, root, batch_size=batch_size, device=device, seed=seed)
 
     (xtr, ytr), (xte, yte), num_classes = _small_images(cfg, root)
     train_idx, val_idx = stratified_split(ytr, cfg.val_fraction, cfg.seed)
     mean, std = _channel_stats(xtr[train_idx])
+    if object_scale != 1.0:
+        xtr = synthetic_split(len(ytr), cfg.seed, "train", object_scale)[0]
+        xte = synthetic_split(len(yte), cfg.seed, "test", object_scale)[0]
 
     def batches(x: Tensor, y: Tensor, train: bool) -> DeviceBatches:
         return DeviceBatches(x, y, batch_size=batch_size, device=device, mean=mean, std=std, train=train, seed=seed)

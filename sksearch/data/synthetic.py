@@ -60,8 +60,14 @@ def _texture(n: int, g: torch.Generator, amplitude: Tensor) -> Tensor:
     return ((wave + noise) * amplitude.view(n, 1, 1)).unsqueeze(1)
 
 
-def generate(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """n images (uint8, (n, 3, 32, 32)) and their labels (int64), balanced over the 10 classes."""
+def generate(n: int, seed: int, object_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """n images (uint8, (n, 3, 32, 32)) and their labels (int64), balanced over the 10 classes.
+
+    object_scale k draws the same scenes (background, colours, textures, noise, object centre) with every
+    object k times larger about its own centre, so that object size is the only thing that changes
+    (`sksearch attention` uses it; large objects are cut by the border as in the paper's central crop)."""
+    if object_scale <= 0:
+        raise ValueError(f"object_scale must be positive (got {object_scale})")
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % NUM_CLASSES
     labels = labels[torch.randperm(n, generator=g)]
@@ -84,6 +90,8 @@ def generate(n: int, seed: int) -> tuple[Tensor, Tensor]:
     lo = half * 0.7
     cx = lo + torch.rand(n, generator=g) * (SIZE - 1 - 2 * lo)
     cy = lo + torch.rand(n, generator=g) * (SIZE - 1 - 2 * lo)
+    if object_scale != 1.0:  # after the centre is placed, so that k changes the size and nothing else
+        half = half * object_scale
     coords = torch.arange(SIZE, dtype=torch.float32)
     u = (coords.view(1, 1, SIZE) - cx.view(n, 1, 1)) / half.view(n, 1, 1)
     v = (coords.view(1, SIZE, 1) - cy.view(n, 1, 1)) / half.view(n, 1, 1)
@@ -104,9 +112,10 @@ def generate(n: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 @lru_cache(maxsize=4)
-def synthetic_split(n: int, seed: int, split: str) -> tuple[Tensor, Tensor]:
+def synthetic_split(n: int, seed: int, split: str, object_scale: float = 1.0) -> tuple[Tensor, Tensor]:
     """The train or test part, cached per process (the tuner builds many trials on one set).
 
-    Train and test come from different generator streams of the same seed, so they never share an image."""
+    Train and test come from different generator streams of the same seed, so they never share an image.
+    object_scale: the same images with k-times-larger objects (see generate)."""
     offset = {"train": 0, "test": 1_000_003}[split]
-    return generate(n, seed + offset)
+    return generate(n, seed + offset, object_scale)

@@ -191,15 +191,8 @@ class Ledger:
                    if t._trial_id not in held]
         if not running:
             return []
-        beats, db_now = _last_heartbeats(self.storage, [t._trial_id for t in running])
-        now = dt.datetime.now()  # Optuna stamps datetime_start with the asking driver's clock
         failed = []
-        for t in running:
-            last = beats.get(t._trial_id)
-            age = (db_now - last if last is not None else
-                   now - t.datetime_start if t.datetime_start is not None else dt.timedelta.max)
-            if age.total_seconds() <= self.grace:
-                continue
+        for t in stale_trials(self.storage, running, self.grace):
             try:
                 self.storage.set_trial_user_attr(t._trial_id, Key.INTERRUPTED, True)
                 self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
@@ -289,6 +282,23 @@ class Ledger:
                 self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             except Exception:  # already finished, or the database is gone: staleness covers it
                 pass
+
+
+def stale_trials(storage: RDBStorage, running: list[FrozenTrial], grace: float) -> list[FrozenTrial]:
+    """Those of `running` whose driver is gone: last heartbeat older than `grace` seconds, or no heartbeat
+    row and started longer ago than that (the rule of the module docstring; --fresh uses it too)."""
+    if not running:
+        return []
+    beats, db_now = _last_heartbeats(storage, [t._trial_id for t in running])
+    now = dt.datetime.now()  # Optuna stamps datetime_start with the asking driver's clock
+    stale = []
+    for t in running:
+        last = beats.get(t._trial_id)
+        age = (db_now - last if last is not None else
+               now - t.datetime_start if t.datetime_start is not None else dt.timedelta.max)
+        if age.total_seconds() > grace:
+            stale.append(t)
+    return stale
 
 
 def _last_heartbeats(storage: RDBStorage, trial_ids: list[int]) -> tuple[dict[int, dt.datetime], dt.datetime]:

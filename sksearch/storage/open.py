@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from sksearch.config import StudyConfig
 from sksearch.errors import UserError
 from sksearch.storage import records
+from sksearch.storage.ledger import stale_trials  # the ledger owns the staleness rule
 from sksearch.storage.records import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL
 
 
@@ -232,9 +233,7 @@ def _short(v: Any) -> str:
 def live_trials(storage: RDBStorage, study: optuna.Study) -> list[int]:
     """Numbers of RUNNING trials whose heartbeat is not stale: a driver may still be training them."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return []
-    stale = set(storage._get_stale_trial_ids(study._study_id)) if storage.get_heartbeat_interval() else set()
+    stale = {t._trial_id for t in stale_trials(storage, running, storage.grace_period or HEARTBEAT_GRACE)}
     return [t.number for t in running if t._trial_id not in stale]
 
 

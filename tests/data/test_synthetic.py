@@ -32,3 +32,24 @@ def test_colour_alone_does_not_give_the_class_away():
     centroids = torch.stack([feats[tr][y[tr] == c].mean(0) for c in range(NUM_CLASSES)])
     pred = torch.cdist(feats[te], centroids).argmin(1)
     assert (pred == y[te]).float().mean() < 0.2
+
+
+def test_object_scale_draws_the_same_scenes_with_larger_objects():
+    x, y = generate(200, seed=3)
+    x1, y1 = generate(200, seed=3, object_scale=1.0)
+    assert torch.equal(x, x1) and torch.equal(y, y1)          # the default is untouched
+    changed = []
+    for k in (1.25, 1.5, 2.0):
+        xk, yk = generate(200, seed=3, object_scale=k)
+        assert torch.equal(yk, y)
+        changed.append((xk != x).any(1).float().mean().item())  # share of pixels the larger object repaints
+    assert 0 < changed[0] < changed[1] < changed[2] < 0.6   # the background stays where the object is not
+    a, b = synthetic_split(300, 3, "test", 1.5), synthetic_split(300, 3, "test")
+    assert torch.equal(a[1], b[1]) and not torch.equal(a[0], b[0])
+
+
+def test_object_scale_must_be_positive():
+    import pytest
+
+    with pytest.raises(ValueError, match="object_scale"):
+        generate(10, seed=0, object_scale=0)

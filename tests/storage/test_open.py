@@ -6,6 +6,7 @@ import threading
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 
 from sksearch.config import StudyConfig, load_study
@@ -166,3 +167,20 @@ def test_reading_a_study_never_writes(tmp_path):
     with pytest.raises(UserError, match="sksearch run"):
         open_study(cfg)
     assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_fresh_judges_liveness_by_the_ledgers_rule(tmp_path):
+    """A RUNNING trial without a heartbeat row is a driver killed right after ask once it is older than the
+    grace period (Optuna's own rule would call it live for ever and block --fresh); a young one may be a
+    driver between ask and its first beat, so it still blocks."""
+    cfg = _study_file(tmp_path)
+    study = _create(cfg)
+    store = open_storage(cfg.storage_url(), heartbeat_interval=1, heartbeat_grace=2)
+    study.ask()  # no heartbeat row
+    with pytest.raises(UserError):
+        archive_study(cfg, store)
+    engine = sqlalchemy.create_engine(cfg.storage_url())
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trials SET datetime_start = datetime(datetime_start, '-60 seconds')"))
+    engine.dispose()
+    assert archive_study(cfg, store)

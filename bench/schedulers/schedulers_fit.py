@@ -4,7 +4,7 @@ Trains small CIFAR-layout SK-ResNeXts of different widths (so different MACs) wi
 trainer and data pipeline, fits acc(t) = A * (1 - exp(-t / tau)) to each, then A(x) and log tau(x) across
 them, x being the normalised log-MACs. Prints the per-spec fits and the CurveModel they imply.
 
-    .venv/bin/python bench/schedulers_fit.py [--widths 2 4 8 16] [--epochs 6] [--train-size 2000]
+    .venv/bin/python bench/schedulers/schedulers_fit.py [--widths 2 4 8 16] [--epochs 6] [--train-size 2000]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ hypervolume. "cheap half": MACs below the geometric middle of the range. `--real
 through real Ray Tune (Tuner, function trainable, one trial at a time) and checks that every trial got
 the same number of epochs as in the simulator.
 
-    .venv/bin/python bench/bench_schedulers.py [--seeds 20] [--scenario all] [--budget-trials 40]
+    .venv/bin/python bench/schedulers/bench_schedulers.py [--seeds 20] [--scenario all] [--budget-trials 40]
         [--max-t 9] [--grace 1] [--rf 3] [--workers 4] [--real-ray] [--curve-json JSON]
 """
 
@@ -18,11 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from common import markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+
+from common import markdown_table  # noqa: E402
 from schedulers_sim import TrialOutcome, hypervolume, reference_point, scheduler_factories, simulate
 from schedulers_standin import SCENARIOS, CurveModel, scenario
 

@@ -4,7 +4,7 @@ Samples specs from search_spaces/tiny_cifar.yaml (random, seeded), trains each f
 sksearch's own trainer and the quick start's recipe, and writes every per-epoch validation accuracy to a JSON
 table that `bench_schedulers_tabular.py` replays through the real schedulers (as tabular NAS benchmarks do).
 
-    .venv/bin/python bench/schedulers_table.py [--specs 32] [--epochs 4] [--jobs 2] [--out FILE]
+    .venv/bin/python bench/schedulers/schedulers_table.py [--specs 32] [--epochs 4] [--jobs 2] [--out FILE]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import optuna  # noqa: E402

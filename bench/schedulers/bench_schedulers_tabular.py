@@ -5,7 +5,7 @@ trainer; every epoch's validation accuracy). Each seed draws the trials in its o
 real Ray schedulers decide through the event simulator of `schedulers_sim.py`; every method gets the same
 total epochs. Score: hypervolume of the trials trained to max_t, in (error, log10 MACs).
 
-    .venv/bin/python bench/bench_schedulers_tabular.py [--table FILE] [--seeds 20] [--budget-trials 12]
+    .venv/bin/python bench/schedulers/bench_schedulers_tabular.py [--table FILE] [--seeds 20] [--budget-trials 12]
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 
 from common import markdown_table  # noqa: E402
 from schedulers_sim import hypervolume, scheduler_factories, simulate  # noqa: E402
