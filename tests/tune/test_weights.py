@@ -65,6 +65,19 @@ def test_full_trials_keep_their_weights_pruned_ones_none_and_export_writes_them(
     assert export_main([str(path), "--out", str(out), "--weights", "--force"]) == 0
     _load_into_its_spec(chosen, pt)
 
+    # `sksearch attention` loads a full trial's kept weights; a pruned trial's absence is named.
+    from sksearch.attention import main as attention_main
+    from sksearch.results.attention import has_attention
+
+    seeing = [t for t in full if has_attention(ArchSpec.from_dict(records.spec(t)))]
+    assert seeing, "the seeded sampler gives a full trial with M >= 2"
+    assert attention_main([str(path), "--trial", str(seeing[0].number), "--scales", "1.0", "--images", "20",
+                           "--device", "cpu", "--out", str(tmp_path / "att")]) == 0
+    assert (tmp_path / "att" / "attention.json").exists()
+    capsys.readouterr()
+    assert attention_main([str(path), "--trial", str(pruned[0].number), "--device", "cpu"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
 
 def test_keep_weights_all_keeps_pruned_trials_weights_too(tmp_path):
     path = write_study(tmp_path, n_trials=4, epochs=2, scheduler=ASHA, concurrent=1)
