@@ -4,8 +4,9 @@ Every block is a pydantic model with unknown keys forbidden, so a typo is an err
 
 Paths are resolved here and nowhere else: after validation every path is absolute, with ~ expanded.
 search_space, dataset.root and dataset.classes_file are relative to the study file's folder; output_dir
-(default runs/<name>) is relative to the working directory, as the storage contract says. The data
-geometry (num_classes, input size) is derived once per load and cached: the class list is read once.
+(default runs/<name>) and artifacts (default <output_dir>/artifacts) are relative to the working directory,
+as the storage contract says. The data geometry (num_classes, input size) is derived once per load and
+cached: the class list is read once.
 """
 from __future__ import annotations
 
@@ -189,6 +190,9 @@ class TuneConfig(_Block):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     max_failures: int = Field(3, ge=0)      # failed trials tolerated before the study stops
+    # Which trials keep their final weights as Optuna artifacts: full (trained for the full budget), all
+    # (pruned ones too, their weights when stopped), none.
+    keep_weights: Literal["full", "all", "none"] = "full"
 
 
 class StudyConfig(_Block):
@@ -207,6 +211,9 @@ class StudyConfig(_Block):
     # Relative to the WORKING directory (not the study file), as the storage contract says: runs/<name> by
     # default. Absolute after validation, so a Ray worker or a later chdir sees the same folder.
     output_dir: str | None = None
+    # The kept weights' artifact store (a folder), relative to the working directory like output_dir; default
+    # <output_dir>/artifacts. On a cluster it must be a path every node sees (Ray workers stage weights there).
+    artifacts: str | None = None
 
     # Set by load_study, not by the file.
     source: str | None = Field(None, exclude=True)
@@ -247,6 +254,7 @@ class StudyConfig(_Block):
         self.dataset = self.dataset.model_copy()  # a DatasetConfig passed in by the caller stays as it was
         self.dataset._make_absolute(base)
         self.output_dir = str(absolute(self.output_dir or Path("runs") / self.name, Path.cwd()))
+        self.artifacts = str(absolute(self.artifacts or Path(self.output_dir) / "artifacts", Path.cwd()))
         return self
 
     # -- paths and storage (all absolute: see _absolute_paths) --------------------------------------------
@@ -255,6 +263,10 @@ class StudyConfig(_Block):
 
     def out_dir(self) -> Path:
         return Path(self.output_dir or Path("runs") / self.name)
+
+    def artifact_dir(self) -> Path:
+        """The kept weights' artifact store (absolute)."""
+        return Path(self.artifacts or self.out_dir() / "artifacts")
 
     def geometry(self) -> Geometry:
         """The data set's (num_classes, input_size), derived once; errors name the study file."""

@@ -1,4 +1,5 @@
-"""`sksearch dashboard STUDY.yaml`: optuna-dashboard on the study's storage (127.0.0.1 by default)."""
+"""`sksearch dashboard STUDY.yaml`: optuna-dashboard on the study's storage (127.0.0.1 by default), with its
+artifact store, so each trial's kept weights are listed (and downloadable) on its page."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import sys
 from sksearch.config import load_study
 from sksearch.errors import UserError, cli_entry
 from sksearch.storage.open import open_study, redact_url
+from sksearch.storage.records import artifact_store
 
 
 def _check_port(host: str, port: int) -> None:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_port(args.host, args.port)
     print(f"optuna-dashboard for {redact_url(url)} at http://{args.host}:{args.port}/ (study {cfg.name!r}); "
           "Ctrl-C stops it", flush=True)
-    run_server(url, host=args.host, port=args.port)
+    run_server(url, host=args.host, port=args.port, artifact_store=artifact_store(cfg))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Study files: the shipped ones load with their spaces; counts, paths and storage resolve as documented."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,38 @@ def test_defaults_are_a_valid_study() -> None:
     study = StudyConfig(name="x", search_space="s.yaml")
     assert study.max_epochs() == study.train.epochs
     assert [o.direction for o in study.objectives] == ["maximize", "minimize"]
+
+
+def test_the_artifact_store_defaults_beside_the_study_and_resolves_like_output_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = load_study(write(tmp_path, "name: s6\nsearch_space: space.yaml\noutput_dir: out\n"))
+    assert study.artifact_dir() == tmp_path / "out" / "artifacts" and study.tune.keep_weights == "full"
+    shared = load_study(write(tmp_path, "name: s6\nsearch_space: space.yaml\nartifacts: ~/../shared/store\n"
+                                        "tune: {keep_weights: all}\n"))
+    assert shared.artifact_dir() == Path(os.path.abspath(Path.home() / ".." / "shared" / "store"))
+    assert shared.tune.keep_weights == "all"
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")  # relative to the working directory at load, absolute after
+    rel = load_study(write(tmp_path, "name: s6\nsearch_space: space.yaml\nartifacts: store\n"))
+    assert rel.artifact_dir() == tmp_path / "out" / "store"
+    assert StudyConfig.model_validate(rel.model_dump(mode="json")).artifact_dir() == rel.artifact_dir()
+
+
+def test_keep_weights_is_one_of_full_all_none(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as err:
+        load_study(write(tmp_path, "name: s7\nsearch_space: space.yaml\ntune: {keep_weights: best}\n"))
+    assert err.value.key == "tune.keep_weights"
+
+
+def test_where_weights_are_kept_does_not_alter_results(tmp_path: Path) -> None:
+    from sksearch.storage.open import config_changes, stored_config
+
+    before = load_study(write(tmp_path, "name: s8\nsearch_space: space.yaml\n"))
+    after = load_study(write(tmp_path, "name: s8\nsearch_space: space.yaml\nartifacts: /elsewhere\n"
+                                       "tune: {keep_weights: none}\n"))
+    assert config_changes(stored_config(before), stored_config(after)) == ([], ["artifacts", "tune.keep_weights"])
+    # A study stored before these keys existed resumes too.
+    old = {k: v for k, v in stored_config(before).items() if k != "artifacts"}
+    old["tune"] = {k: v for k, v in old["tune"].items() if k != "keep_weights"}
+    assert config_changes(old, stored_config(after))[0] == []

@@ -25,8 +25,28 @@ def _get(url: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
+def _keep_a_file(cfg) -> tuple[int, int, str, bytes]:
+    """A trial that kept `weights.pt`, through the driver's writer: (study_id, trial_id, artifact id, bytes)."""
+    import optuna
+
+    from sksearch.storage import records
+    from sksearch.storage.open import open_storage
+
+    study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url()))
+    trial = study.ask()
+    staged = records.staging_dir(cfg) / "dash" / records.WEIGHTS_FILE
+    staged.parent.mkdir(parents=True)
+    data = b"kept weights"
+    staged.write_bytes(data)
+    artifact = records.record_weights(trial, cfg, staged)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert not staged.exists()
+    return study._study_id, trial._trial_id, artifact, data
+
+
 def test_dashboard_serves_the_study_on_loopback(tmp_path):
     cfg = make_results_study(tmp_path, name="dash-study")
+    study_id, trial_id, artifact, data = _keep_a_file(cfg)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sksearch.dashboard", cfg.source, "--port", str(port)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -45,6 +65,9 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path):
         studies = json.loads(body)["study_summaries"]
         assert [s["study_name"] for s in studies] == ["dash-study"]
         assert _get(f"http://127.0.0.1:{port}/dashboard")[0] == 200
+        # Opened with the study's artifact store: the kept weights are served from the trial's page.
+        assert json.loads(_get(f"http://127.0.0.1:{port}/api/meta")[1])["artifact_is_available"] is True
+        assert _get(f"http://127.0.0.1:{port}/artifacts/{study_id}/{trial_id}/{artifact}") == (200, data)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -261,11 +261,13 @@ def write_outputs(result: dict[str, Any], out: Path, *, force: bool) -> tuple[Pa
 
 # -- where the model comes from --------------------------------------------------------------------------------
 
-def trial_weights(study: Any, trial: Any) -> Path | None:
-    """The kept weights (a state dict file) of a study's trial, or None when it has none.
+def trial_weights(study: Any, trial: Any, cfg: Any) -> Path | None:
+    """The kept weights (a state dict file) of a study's trial, or None when it kept none: its Optuna
+    artifact (storage.records), copied out of the study's artifact store once."""
+    from sksearch.storage import records
 
-    The one place that knows where trials keep their weights: none do yet (Optuna artifacts are coming)."""
-    return None
+    artifact = records.weights_artifact(study, trial)
+    return None if artifact is None else records.cached_weights(cfg, artifact)
 
 
 def _pick_trial(study: Any, which: str, cfg: Any) -> Any:
@@ -314,7 +316,9 @@ def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
                   key=lambda t: -(records.accuracy(t, study.metric_names) or 0.0))
     ok = [t for t in full if (s := _trial_spec(t)) is not None and has_attention(s)]
     if need_weights:
-        ok = [t for t in ok if trial_weights(study, t) is not None]
+        from sksearch.storage.records import weights_artifact
+
+        ok = [t for t in ok if weights_artifact(study, t) is not None]
     what = "attention and kept weights" if need_weights else "attention"
     if not ok:
         return f"; no full-fidelity trial of study {cfg.name!r} has {what}"
@@ -374,7 +378,7 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
         if not has_attention(spec):
             raise UserError(f"trial {t.number} ({spec.sk.label()}) has no attention{_suggest(study, cfg, need_weights=False)}",
                             key="--trial")
-        weights = trial_weights(study, t)
+        weights = trial_weights(study, t, cfg)
         if weights is None:
             raise UserError(f"trial {t.number} kept no weights{_suggest(study, cfg, need_weights=True)}", key="--trial")
         out = out or cfg.out_dir() / "attention" / f"trial-{t.number}"

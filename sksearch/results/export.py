@@ -161,10 +161,35 @@ def write_export(doc: dict[str, Any], out: str | Path, *, force: bool = False) -
     return out
 
 
-def export_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, **options: Any) -> dict[str, Any]:
-    """build_export, then write it to `out`; returns the document."""
+def weights_path(out: str | Path) -> Path:
+    """Where --weights writes the trial's state dict: FILE.pt beside FILE.yaml."""
+    return Path(out).with_suffix(".pt")
+
+
+def export_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, weights: bool = False,
+                 **options: Any) -> dict[str, Any]:
+    """build_export, then write it to `out` (and with `weights` the trial's kept weights beside it, see
+    weights_path); returns the document."""
+    pt = weights_path(out) if weights else None
+    if pt is not None and pt == Path(out):
+        raise UserError(f"--out {out} ends in .pt, the name --weights writes: name the YAML file", key="--out")
     if Path(out).exists() and not force:  # before any work: refuse early, write nothing
         write_export({}, out, force=False)
+    if pt is not None and pt.exists() and not force:
+        raise UserError(f"{pt} exists; choose another --out, or pass --force to replace it", key="--weights")
     doc = build_export(cfg, **options)
+    if pt is not None:
+        _write_weights(cfg, doc, pt, options.get("storage_url"))
     write_export(doc, out, force=force)
     return doc
+
+
+def _write_weights(cfg: StudyConfig, doc: dict[str, Any], pt: Path, storage_url: str | None) -> None:
+    """The trial's kept state dict to `pt`; provenance.weights names the spec it fits: the study trial's
+    own network, not the exported layout (which trains from scratch, or fine-tunes after a transfer)."""
+    study, _ = open_study(cfg, storage_url)
+    number = doc["provenance"]["trial"]
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    artifact = records.require_weights(study, trial, key="--weights")
+    records.download_weights(cfg, artifact, pt, replace=True)
+    doc["provenance"]["weights"] = {"file": pt.name, "artifact": artifact, "spec": records.spec(trial)}

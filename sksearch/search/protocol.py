@@ -37,6 +37,7 @@ class EpochResult(TypedDict, total=False):
     trial_number: int
     node: str
     compile_seconds: float  # torch.compile time, timed apart from training (epoch 1)
+    weights: str           # the staged state dict (a path under the artifact store), when this epoch kept one
     error: str             # set (alone with the trial's identity) when the trial crashed
     error_kind: str        # with error: "oom" (device out of memory) or "crash"
 
@@ -49,10 +50,13 @@ def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_
 
 def epoch_result(*, accuracy: float, epoch: int, train_loss: float, images_per_second: float, epoch_seconds: float,
                  train_seconds: float, params: int, macs: int, trial_number: int, node: str,
-                 compile_seconds: float = 0.0) -> EpochResult:
-    return EpochResult(accuracy=accuracy, epoch=epoch, train_loss=train_loss, images_per_second=images_per_second,
-                       epoch_seconds=epoch_seconds, train_seconds=train_seconds, params=params, macs=macs,
-                       trial_number=trial_number, node=node, compile_seconds=compile_seconds)
+                 compile_seconds: float = 0.0, weights: str | None = None) -> EpochResult:
+    result = EpochResult(accuracy=accuracy, epoch=epoch, train_loss=train_loss, images_per_second=images_per_second,
+                         epoch_seconds=epoch_seconds, train_seconds=train_seconds, params=params, macs=macs,
+                         trial_number=trial_number, node=node, compile_seconds=compile_seconds)
+    if weights is not None:
+        result["weights"] = weights
+    return result
 
 
 def error_result(error: str, *, params: int, macs: int, trial_number: int, node: str,
@@ -72,6 +76,7 @@ class Reported:
     train_seconds: float | None
     images_per_second: float | None
     node: str | None
+    weights: str | None     # the staged weights of this epoch, for the driver to keep
 
 
 def read_result(result: Mapping[str, Any] | None) -> Reported:
@@ -80,7 +85,8 @@ def read_result(result: Mapping[str, Any] | None) -> Reported:
     acc = r.get(ACCURACY)
     return Reported(accuracy=None if acc is None else float(acc), epoch=None if epoch is None else int(epoch),
                     error=r.get("error"), error_kind=r.get("error_kind"), train_seconds=_float(r.get("train_seconds")),
-                    images_per_second=_float(r.get("images_per_second")), node=r.get("node"))
+                    images_per_second=_float(r.get("images_per_second")), node=r.get("node"),
+                    weights=r.get("weights"))
 
 
 def _float(v: Any) -> float | None:

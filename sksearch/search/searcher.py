@@ -36,6 +36,7 @@ class LiveTrial:
     macs: int
     history: list[float] = field(default_factory=list)
     epochs_done: int = 0
+    weights: str | None = None  # the latest weights its worker staged (tune.keep_weights)
 
 
 def confirmation_plan(study: optuna.Study, cfg: StudyConfig, k: int) -> list[tuple[optuna.trial.FrozenTrial, int]]:
@@ -198,6 +199,7 @@ class StudySearcher(Searcher):
             return
         lt.epochs_done = r.epoch if r.epoch is not None else lt.epochs_done + 1
         lt.history.append(r.accuracy)
+        lt.weights = r.weights or lt.weights
         with self.ledger.progress(lt.trial._trial_id) as write:
             st.record_epoch(self.storage, lt.trial._trial_id, epoch=lt.epochs_done, accuracy=r.accuracy,
                             history=lt.history, train_seconds=r.train_seconds,
@@ -232,12 +234,25 @@ class StudySearcher(Searcher):
             return
         accuracy = lt.history[-1] if lt.history else None
         with self.ledger.finish(lt.trial._trial_id) as write:
+            self._keep_weights(lt, error)
             state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done,
                                   max_epochs=self.max_epochs, accuracy=accuracy, params=lt.params, macs=lt.macs,
                                   error=error, error_kind=kind)
         if write.lost:
             return
         self.on_event(protocol.Ended(lt.trial.number, lt.label, state.name, lt.epochs_done, accuracy, error))
+
+    def _keep_weights(self, lt: LiveTrial, error: str | None) -> None:
+        """The staged weights become the trial's artifact (before it is told); a failed trial keeps none.
+        A store that cannot take them costs the weights, not the trial's result."""
+        if lt.weights is None:
+            return
+        if error is not None:
+            return st.discard_staged(lt.weights)
+        try:
+            st.record_weights(lt.trial, self.cfg, lt.weights)
+        except OSError as exc:
+            self.ledger.log(f"trial {lt.trial.number}: its weights were not kept ({exc})")
 
     # The storage holds all state: nothing to checkpoint, and the study/thread must not be pickled.
     def save(self, checkpoint_path: str) -> None:

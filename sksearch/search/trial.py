@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import traceback
+import uuid
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -15,6 +18,7 @@ from ray import tune
 from sksearch.config import StudyConfig
 from sksearch.search import protocol
 from sksearch.spec import ArchSpec
+from sksearch.storage.records import WEIGHTS_FILE, staging_dir
 
 
 def _one_line(exc: BaseException) -> str:
@@ -56,6 +60,30 @@ def _node_name() -> str:
         return "unknown"
 
 
+def keeps_weights(keep: str, epoch: int, max_epochs: int) -> bool:
+    """Whether this epoch's weights are staged (tune.keep_weights). Before its report: a trial that Ray stops
+    gets the stop as an exception from tune.report, so "all" stages every epoch and "full" the last one."""
+    return keep == "all" or (keep == "full" and epoch >= max_epochs)
+
+
+def stage_weights(model: Any, folder: Path) -> str | None:
+    """Save the model's state dict (on the CPU, loadable with weights_only=True) as folder/weights.pt, whole
+    or not at all; the driver keeps it as the trial's artifact and removes it. A store that cannot take it
+    (full, read-only) costs the weights, not the trial: None, and one line on stderr."""
+    import torch
+
+    path = folder / WEIGHTS_FILE
+    tmp = folder / f".{WEIGHTS_FILE}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"sksearch: the trial's weights were not staged in {folder}: {exc}", file=sys.stderr, flush=True)
+        return None
+    return str(path)
+
+
 def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
     """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
     as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter."""
@@ -75,6 +103,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     started = time.perf_counter()
     reporting = False
     fault = injected_fault(int(config["trial_number"]))
+    # This run's own folder: a trial number is reused by a --fresh study, and two drivers may share a store.
+    staging = staging_dir(cfg) / f"{cfg.name}-{config['trial_number']}-{uuid.uuid4().hex[:8]}"
 
     def on_epoch(r: Any) -> None:
         nonlocal reporting
@@ -88,11 +118,14 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise TrainingDiverged(f"loss is nan at epoch {r.epoch} (injected by SKSEARCH_INJECT_FAULT)")
         if not math.isfinite(r.val_accuracy):
             raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
+        weights = (stage_weights(r.model, staging) if r.model is not None
+                   and keeps_weights(cfg.tune.keep_weights, r.epoch, config["max_epochs"]) else None)
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
         tune.report(protocol.epoch_result(accuracy=r.val_accuracy, epoch=r.epoch, train_loss=r.train_loss,
                                           images_per_second=r.images_per_second, epoch_seconds=r.seconds,
                                           train_seconds=time.perf_counter() - started, **extra,
-                                          compile_seconds=r.compile_seconds))  # issue 14: compiling timed apart (epoch 1)
+                                          compile_seconds=r.compile_seconds,  # issue 14: compiling timed apart
+                                          weights=weights))
         reporting = False
 
     gpu_share = cfg.tune.resources_per_trial.gpu

@@ -131,8 +131,8 @@ def metric_names(study: optuna.Study, cfg: StudyConfig) -> list[str]:
 # chosen. Everything else (data, recipe, objectives, constraints, the space's contents, the epochs a trial
 # trains) does, and a study mixing both would compare results of different experiments.
 _HARMLESS = ("tune.n_trials", "tune.max_concurrent", "tune.resources_per_trial", "tune.scheduler",
-             "tune.sampler", "tune.max_failures", "storage", "output_dir", "search_space", "dataset.workers",
-             "dataset.download")
+             "tune.sampler", "tune.max_failures", "tune.keep_weights", "storage", "output_dir", "artifacts",
+             "search_space", "dataset.workers", "dataset.download")
 
 
 def space_digest(path: str | Path) -> str:

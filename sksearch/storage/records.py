@@ -6,14 +6,19 @@ database URL (PostgreSQL, MySQL) is needed only so that several drivers can shar
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+import optuna.artifacts
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.config import StudyConfig
+from sksearch.errors import UserError
 
 # Trials of a driver that died stop sending heartbeats; after the grace period another driver (or a rerun)
 # marks them FAIL and replaces them (storage/ledger.py). A live driver beats every HEARTBEAT_INTERVAL seconds.
@@ -166,6 +171,92 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
     # Stopped early: the last values stay as user attributes (record_epoch), never as objective values.
     study.tell(trial, state=TrialState.PRUNED)
     return TrialState.PRUNED
+
+
+# -- kept weights: Optuna artifacts in the study's artifact store (StudyConfig.artifact_dir) ---------------------
+
+WEIGHTS_FILE = "weights.pt"  # the artifact's file name: a state dict, torch.load(..., weights_only=True)
+
+
+def artifact_store(cfg: StudyConfig) -> optuna.artifacts.FileSystemArtifactStore:
+    return optuna.artifacts.FileSystemArtifactStore(cfg.artifact_dir())
+
+
+def staging_dir(cfg: StudyConfig) -> Path:
+    """Where Ray workers leave a trial's weights for the driver to keep: under the artifact store, so a
+    shared store on a cluster is a shared staging folder too."""
+    return cfg.artifact_dir() / "staging"
+
+
+def record_weights(trial: optuna.Trial, cfg: StudyConfig, staged: str | Path) -> str:
+    """Keep the weights a worker staged as the trial's artifact (its id returned), then remove the staged
+    file. Called before study.tell: Optuna refuses attributes of a finished trial."""
+    try:
+        if not Path(staged).is_file():  # upload_artifact records the artifact before it reads the file
+            raise FileNotFoundError(f"{staged} is not on this machine (is the artifact store shared?)")
+        return optuna.artifacts.upload_artifact(artifact_store=artifact_store(cfg), file_path=str(staged),
+                                                study_or_trial=trial)
+    finally:
+        discard_staged(staged)
+
+
+def discard_staged(staged: str | Path) -> None:
+    path = Path(staged)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()  # the trial's own staging folder, once empty
+    except OSError:
+        pass
+
+
+def weights_artifact(study: Study, t: FrozenTrial) -> str | None:
+    """The artifact id of the trial's kept weights, or None when it kept none."""
+    metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)  # a FrozenTrial needs the storage
+    return next((m.artifact_id for m in reversed(metas) if m.filename == WEIGHTS_FILE), None)
+
+
+def trials_with_weights(study: Study, trials: Sequence[FrozenTrial]) -> list[int]:
+    """Numbers of the trials that kept weights (for messages that name one)."""
+    return [t.number for t in trials if t.state.is_finished() and weights_artifact(study, t) is not None]
+
+
+def require_weights(study: Study, t: FrozenTrial, *, key: str | None = None) -> str:
+    """The artifact id of the trial's kept weights; else a UserError naming the trials that kept some."""
+    artifact = weights_artifact(study, t)
+    if artifact is not None:
+        return artifact
+    have = trials_with_weights(study, study.get_trials(deepcopy=False))
+    hint = (f"trials that kept weights: {', '.join(f'#{n}' for n in have[:10])}" if have else
+            "no trial of this study kept weights (tune.keep_weights: none, or trained before weights were kept)")
+    raise UserError(f"trial {t.number} kept no weights; {hint}", key=key)
+
+
+def download_weights(cfg: StudyConfig, artifact_id: str, dest: str | Path, *, replace: bool = False) -> Path:
+    """Copy a kept state dict out of the artifact store to `dest` (written whole or not at all)."""
+    dest = Path(dest)
+    if dest.exists() and not replace:
+        raise FileExistsError(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    os.unlink(tmp)  # download_artifact refuses an existing file
+    try:
+        optuna.artifacts.download_artifact(artifact_store=artifact_store(cfg), file_path=tmp, artifact_id=artifact_id)
+        os.replace(tmp, dest)
+    except ArtifactNotFound:
+        raise UserError(f"the kept weights (artifact {artifact_id}) are not in the artifact store "
+                        f"{cfg.artifact_dir()}; point the study's `artifacts` at the store they were kept in",
+                        file=cfg.source, key="artifacts") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+def cached_weights(cfg: StudyConfig, artifact_id: str) -> Path:
+    """A local copy of kept weights, for commands that load them (attention): downloaded once into
+    <output_dir>/weights/<artifact id>.pt, which an id never reused keeps valid."""
+    path = cfg.out_dir() / "weights" / f"{artifact_id}.pt"
+    return path if path.exists() else download_weights(cfg, artifact_id, path)
 
 
 def record_study_config(study: Study, config: dict[str, Any]) -> None:

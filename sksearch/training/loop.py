@@ -47,6 +47,7 @@ class EpochResult:
     images_per_second: float   # training loop only, compiling steps excluded
     seconds: float             # the whole epoch, evaluation and compiling included
     compile_seconds: float = 0.0  # the compiling steps of this epoch (epoch 1 with recipe.compile)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the network, for on_epoch to save
 
 
 @dataclass
@@ -152,7 +153,8 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
         val_acc = evaluate(model, data.val, device, dtype=dtype, memory_format=fmt).accuracy  # type: ignore[arg-type]
         result = EpochResult(epoch=epoch, train_loss=losses.mean().item(), val_accuracy=val_acc,
                              images_per_second=seen / t_train if t_train > 0 and seen else 0.0,
-                             seconds=time.perf_counter() - epoch_start, compile_seconds=compile_seconds)
+                             seconds=time.perf_counter() - epoch_start, compile_seconds=compile_seconds,
+                             model=model)
         history.append(result)
         if on_epoch is not None:
             on_epoch(result)

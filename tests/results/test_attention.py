@@ -206,15 +206,30 @@ def test_study_trial_without_attention_or_weights_is_exit_2(tmp_path: Path, caps
     assert "trials 0 to 1" in capsys.readouterr().err
 
 
-def test_study_trial_with_weights_uses_its_validation_split(tmp_path: Path, monkeypatch, one_torch_thread: None) -> None:
+def test_study_trial_with_weights_uses_its_validation_split(tmp_path: Path, one_torch_thread: None, capsys) -> None:
+    from sksearch.config import load_study
+    from sksearch.storage import records
+
     study_file = _study_with_trials(tmp_path)
-    ckpt = tmp_path / "t1.pt"
-    torch.save({"model": build_model(tiny_spec([K3, K5])).state_dict(), "epoch": 1}, ckpt)  # train's layout
-    # trial_weights is the one hook kept weights will fill in; stand in for the artifact store here.
-    monkeypatch.setattr(attention, "trial_weights", lambda study, t: ckpt if t.number == 1 else None)
-    assert main([str(study_file), "--trial", "1", "--scales", "1.0"]) == 0
-    r = json.loads((tmp_path / "runs" / "attention" / "trial-1" / "attention.json").read_text())
-    assert r["trial"] == 1 and r["study"] == "attstudy" and r["images"] == 30
+    cfg = load_study(study_file)
+    # Trial 2 keeps its weights as the driver does: a staged state dict kept as the trial's Optuna artifact.
+    study = optuna.load_study(study_name="attstudy", storage=cfg.storage_url())
+    trial = study.ask()
+    trial.set_user_attr(Key.SPEC, tiny_spec([K3, K5]).to_dict())
+    trial.set_user_attr(Key.FULL_FIDELITY, True)
+    staged = records.staging_dir(cfg) / "t2" / records.WEIGHTS_FILE
+    staged.parent.mkdir(parents=True)
+    torch.save(build_model(tiny_spec([K3, K5])).state_dict(), staged)
+    records.record_weights(trial, cfg, staged)
+    study.tell(trial, [0.4, 1e6])
+    assert main([str(study_file), "--trial", "2", "--scales", "1.0"]) == 0
+    r = json.loads((tmp_path / "runs" / "attention" / "trial-2" / "attention.json").read_text())
+    assert r["trial"] == 2 and r["study"] == "attstudy" and r["images"] == 30
+    # Trial 1 kept none: the message names the trial that did.
+    capsys.readouterr()
+    assert main([str(study_file), "--trial", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "trial 1 kept no weights" in err and "--trial 2" in err
 
 
 def test_the_run_points_at_the_best_front_trial_with_attention(tmp_path: Path) -> None:

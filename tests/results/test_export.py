@@ -90,3 +90,32 @@ def test_export_provenance_never_holds_a_password(results_study, tmp_path):
     url = results_study.storage_url() + "?password=hunter2"
     rc, doc, out = _export(results_study, tmp_path, "--storage", url)
     assert rc == 0 and doc["provenance"]["storage"].endswith("?password=***") and "hunter2" not in out.read_text()
+
+
+def test_weights_of_a_trial_that_kept_none_exit_2_naming_one_that_did(tmp_path, capsys):
+    import optuna
+
+    from sksearch.storage import records
+    from sksearch.storage.open import open_storage
+
+    from .conftest import make_results_study
+
+    cfg = make_results_study(tmp_path / "study", name="export-weights")
+    full = trial_by_tag(cfg, "sknet29").number
+    rc, _, out = _export(cfg, tmp_path, "--trial", str(full), "--weights")
+    err = capsys.readouterr().err
+    assert rc == 2 and f"trial {full} kept no weights" in err and "no trial of this study kept weights" in err
+    assert "--weights" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not out.with_suffix(".pt").exists()
+
+    # Once a trial has kept weights (through the driver's writer), the message names it.
+    study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url()))
+    trial = study.ask()
+    staged = records.staging_dir(cfg) / "t" / records.WEIGHTS_FILE
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"weights")
+    records.record_weights(trial, cfg, staged)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert main([cfg.source, "--out", str(out), "--trial", str(full), "--weights"]) == 2
+    assert f"trials that kept weights: #{trial.number}" in capsys.readouterr().err
+    assert not out.exists()

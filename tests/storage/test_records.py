@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sksearch.config import StudyConfig
+from sksearch.errors import UserError
 from sksearch.storage import records as st
 from sksearch.storage.ledger import counts_toward_budget, is_failure
 from sksearch.storage.open import load_or_create_study, open_storage
@@ -118,3 +119,27 @@ def test_a_failure_records_its_kind_and_only_oom_is_not_a_failure(tmp_path):
     assert kinds["crash"].user_attrs[st.Key.ERROR_KIND] == kinds[None].user_attrs[st.Key.ERROR_KIND] == "crash"
     assert not st.is_oom(kinds["crash"]) and not st.is_oom(kinds[None])
     assert all(is_failure(t) for t in kinds.values())  # FAIL for the ledger; the searcher's hook spares oom
+
+
+def test_kept_weights_are_the_trials_artifact_and_a_missing_staged_file_records_nothing(tmp_path):
+    cfg = _cfg(tmp_path, "kept")
+    study = load_or_create_study(cfg, open_storage(cfg.storage_url()), optuna.samplers.RandomSampler(seed=0))
+    kept, lost = study.ask(), study.ask()
+    staged = st.staging_dir(cfg) / "run-0" / st.WEIGHTS_FILE
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"state dict")
+    artifact = st.record_weights(kept, cfg, staged)
+    assert not staged.parent.exists()  # the staged file and its folder are gone once kept
+    with pytest.raises(FileNotFoundError):  # e.g. staged on a worker node the driver does not share a disk with
+        st.record_weights(lost, cfg, st.staging_dir(cfg) / "elsewhere" / st.WEIGHTS_FILE)
+    for t in (kept, lost):
+        study.tell(t, state=TrialState.PRUNED)
+    by_number = {t.number: t for t in study.get_trials()}
+    assert st.weights_artifact(study, by_number[kept.number]) == artifact
+    assert st.weights_artifact(study, by_number[lost.number]) is None
+    assert st.download_weights(cfg, artifact, tmp_path / "w.pt").read_bytes() == b"state dict"
+    with pytest.raises(FileExistsError):
+        st.download_weights(cfg, artifact, tmp_path / "w.pt")
+    with pytest.raises(UserError) as err:
+        st.require_weights(study, by_number[lost.number], key="--weights")
+    assert f"trials that kept weights: #{kept.number}" in str(err.value)
