@@ -327,15 +327,9 @@ def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """A `sksearch train` / save_checkpoint file ({"model": state dict, ...}) or a bare state dict."""
-    from sksearch.training.common import load_weights as load_state, read_checkpoint
+    from sksearch.training.common import load_model_weights
 
-    state = read_checkpoint(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise UserError(f"--checkpoint: {path} holds neither a checkpoint nor a state dict")
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    load_state(path, model, state, what="--checkpoint")
+    load_model_weights(path, model, what="--checkpoint")
 
 
 def check_writable(out: Path, force: bool) -> None:

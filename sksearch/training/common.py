@@ -289,6 +289,29 @@ def load_weights(path: str | Path, model: nn.Module, state: dict[str, Tensor], *
     bare(model).load_state_dict(state)
 
 
+def sgd_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: Any, scheduler: Any) -> None:
+    """One training step after the forward pass, the same for trials and full runs: backward through the
+    (possibly no-op) loss scaler, optimizer and scaler update, then the per-iteration lr schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
+def load_model_weights(path: str | Path, model: nn.Module, *, what: str,
+                       map_location: str | torch.device = "cpu") -> None:
+    """Model weights only, from our checkpoint ({"model": ...}) or a bare state dict, under DDP or compile
+    prefixes or none (fine-tuning, `sksearch attention --checkpoint`)."""
+    state = read_checkpoint(path, map_location=map_location)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"{what} {path} holds neither a checkpoint nor a state dict")
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    load_weights(path, model, state, what=what)
+
+
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Restore model (and optimizer) state in place; returns {"epoch": ..., "extra": ...}."""

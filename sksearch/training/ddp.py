@@ -32,8 +32,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.training.common import (amp_dtype, autocast, bare, evaluate, every_k_epochs, grad_scaler,
-                                      load_weights, make_optimizer, make_schedule, memory_format, pick_device,
-                                      read_checkpoint, save_checkpoint, setup_backend, sync)
+                                      load_model_weights, load_weights, make_optimizer, make_schedule, memory_format, pick_device,
+                                      read_checkpoint, save_checkpoint, setup_backend, sgd_step, sync)
 from sksearch.training.recipe import Recipe
 
 RUN_FILES = ("checkpoint.pt", "summary.json")
@@ -147,11 +147,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer
         y = y.to(pg.device, non_blocking=True)
         with autocast(pg.device, dtype):
             loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        sgd_step(loss, opt, scaler, sched)
         loss_sum += loss.detach().double() * y.shape[0]
         seen += y.shape[0]
     sync(pg.device)
@@ -233,13 +229,7 @@ def _continue_schedule(sched: torch.optim.lr_scheduler.LRScheduler, saved: dict[
 
 def init_weights_from(path: str | Path, model: nn.Module, device: torch.device) -> None:
     """Fine-tuning: model weights only, from our checkpoint or a bare state dict of the same spec."""
-    state = read_checkpoint(path, map_location=device)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise UserError(f"--init-from: {path} holds neither a checkpoint nor a state dict")
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    load_weights(path, model, state, what="--init-from:")
+    load_model_weights(path, model, what="--init-from:", map_location=device)
 
 
 def run_datasets(data: str | Path, classes_file: str | None, resolution: int) -> tuple[Any, Any]:

@@ -33,7 +33,7 @@ from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 from sksearch.training import common
 from sksearch.training.common import (amp_dtype, autocast, evaluate, grad_scaler, make_schedule,
-                                      mark_step, memory_format, pick_device, reset_compiler, setup_backend, sync,
+                                      mark_step, memory_format, pick_device, reset_compiler, setup_backend, sgd_step, sync,
                                       trial_milestones, warmup_steps_for)
 
 CHECK_EVERY_CUDA = 25  # steps between non-finite-loss checks on an accelerator (each check syncs)
@@ -128,11 +128,7 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
             mark_step(mode)
             with autocast(device, dtype):  # type: ignore[arg-type]
                 loss = criterion(step_fn(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            sgd_step(loss, optimizer, scaler, scheduler)
             losses[i] = loss.detach()
             if warmup_left > 0:  # this step compiled: time it apart from the training throughput
                 warmup_left -= 1
