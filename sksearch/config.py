@@ -127,6 +127,16 @@ class DatasetConfig(_Block):
         return self.name == "imagenet_subset" and not self.classes_file
 
 
+COMPILE_MODES = (True, False, "default", "reduce-overhead", "max-autotune")
+
+
+def _compile_mode(value: object) -> object:
+    # A union's own error ("should be a valid boolean ... and 1 more problem") hides the choices.
+    if isinstance(value, bool) or value in COMPILE_MODES:
+        return value
+    raise ValueError("expected true, false, default, reduce-overhead or max-autotune")
+
+
 class TrainConfig(_Block):
     """One trial's training recipe (defaults: the paper's CIFAR recipe, at a search-sized budget)."""
 
@@ -139,11 +149,12 @@ class TrainConfig(_Block):
     schedule: Literal["step", "cosine", "constant"] = "step"  # step: lr / 10 at 50% and 75%
     warmup_epochs: float = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    amp: bool = True                        # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True              # on CUDA
+    amp: bool = True                        # mixed precision on CUDA (bf16, or fp16 before Ampere); CPU: fp32
+    channels_last: bool = True              # on every device (oneDNN is faster in NHWC too)
     # torch.compile the training step: true / "default", "max-autotune", or "reduce-overhead" (CUDA graphs,
     # for small launch-bound nets on a GPU); false runs eager
-    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
+    compile: Annotated[bool | Literal["default", "reduce-overhead", "max-autotune"],
+                       BeforeValidator(_compile_mode)] = False
     seed: int = 0
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sksearch.config import StudyConfig, display_path, load_study, parse_count
+from pydantic import ValidationError
+
+from sksearch.config import StudyConfig, TrainConfig, display_path, load_study, parse_count
 from sksearch.storage.open import redact_url
 from sksearch.errors import UserError
 from sksearch.search.space import SearchSpace
@@ -169,3 +171,10 @@ def test_where_weights_are_kept_does_not_alter_results(tmp_path: Path) -> None:
     old = {k: v for k, v in stored_config(before).items() if k != "artifacts"}
     old["tune"] = {k: v for k, v in old["tune"].items() if k != "keep_weights"}
     assert config_changes(old, stored_config(after))[0] == []
+
+
+def test_a_bad_compile_mode_names_the_choices():
+    with pytest.raises(ValidationError) as err:
+        TrainConfig(compile="fast")
+    assert "reduce-overhead" in str(err.value) and "fast" in str(err.value)
+    assert TrainConfig(compile="reduce-overhead").compile == "reduce-overhead" and TrainConfig(compile=True).compile
