@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sksearch.errors import UserError
+from sksearch.storage import records
 from sksearch.models.layers import SKConv
 from sksearch.spec import ArchSpec
 
@@ -264,8 +265,6 @@ def write_outputs(result: dict[str, Any], out: Path, *, force: bool) -> tuple[Pa
 def trial_weights(study: Any, trial: Any, cfg: Any) -> Path | None:
     """The kept weights (a state dict file) of a study's trial, or None when it kept none: its Optuna
     artifact (storage.records), copied out of the study's artifact store once."""
-    from sksearch.storage import records
-
     artifact = records.weights_artifact(study, trial)
     return None if artifact is None else records.cached_weights(cfg, artifact)
 
@@ -294,27 +293,13 @@ def _pick_trial(study: Any, which: str, cfg: Any) -> Any:
     return match[0]
 
 
-def _trial_spec(t: Any) -> ArchSpec | None:
-    from sksearch.storage import records
-
-    data = records.spec(t)
-    if data is None:
-        return None
-    try:
-        return ArchSpec.model_validate(data)
-    except Exception:
-        return None
-
-
 def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
     """' (trial K has them: sksearch attention ...)' for the best-scoring trial with attention (and weights)."""
     from sksearch.results.pareto import full_fidelity_trials
 
-    from sksearch.storage import records
-
     full = sorted(full_fidelity_trials(study.get_trials(deepcopy=False)),
                   key=lambda t: -(records.accuracy(t, study.metric_names) or 0.0))
-    ok = [t for t in full if (s := _trial_spec(t)) is not None and has_attention(s)]
+    ok = [t for t in full if (s := records.arch_spec(t)) is not None and has_attention(s)]
     if need_weights:
         from sksearch.storage.records import weights_artifact
 
@@ -365,7 +350,7 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
 
         study, _ = open_study(cfg, storage)
         t = _pick_trial(study, trial, cfg)
-        spec = _trial_spec(t)
+        spec = records.arch_spec(t)
         if spec is None:
             raise UserError(f"trial {t.number} has no recorded spec{_suggest(study, cfg, need_weights=False)}",
                             key="--trial")
@@ -418,12 +403,10 @@ def attention_pointer(study: Any, cfg: Any) -> str | None:
     """The line a finished run ends with: `sksearch attention` for the most accurate front trial that has
     attention (None when no front trial has any). For search/tune.py's closing summary."""
     from sksearch.results.pareto import front_trials
-    from sksearch.storage import records
-
-    front = [t for t in front_trials(study) if (s := _trial_spec(t)) is not None and has_attention(s)]
+    front = [t for t in front_trials(study) if (s := records.arch_spec(t)) is not None and has_attention(s)]
     if not front:
         return None
     t = max(front, key=lambda t: records.accuracy(t, study.metric_names) or 0.0)
-    label = records.label(t) or _trial_spec(t).sk.label()  # type: ignore[union-attr]
+    label = records.label(t) or records.arch_spec(t).sk.label()  # type: ignore[union-attr]
     return (f"look inside: sksearch attention {cfg.source or 'STUDY.yaml'} --trial {t.number}   "
             f"(what {label} selects as objects grow)")

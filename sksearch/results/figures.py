@@ -16,7 +16,6 @@ from plotly.subplots import make_subplots
 
 from sksearch.results.paper import reference_models
 from sksearch.results.pareto import FrontNoise, Normaliser, front_2d, full_fidelity_trials, hypervolume_history
-from sksearch.spec import ArchSpec
 from sksearch.storage import records
 from sksearch.storage.records import Key
 from sksearch.units import format_count
@@ -42,19 +41,9 @@ AXIS_TITLE = {Key.MACS: "MACs (multiply-adds)", Key.PARAMS: "parameters"}
 
 # -- per-trial facts ---------------------------------------------------------------------------------------------
 
-def arch_spec(t: FrozenTrial) -> ArchSpec | None:
-    data = records.spec(t)
-    if data is None:
-        return None
-    try:
-        return ArchSpec.model_validate(data)
-    except Exception:  # an invalid spec was recorded as such; show what we can
-        return None
-
-
 def sk_description(t: FrozenTrial) -> str:
     """SK[M, G, r], L, paths and attention of a trial, for hover text."""
-    spec = arch_spec(t)
+    spec = records.arch_spec(t)
     if spec is None:
         return html.escape(records.label(t) or str(t.params or "no spec recorded"))
     sk = spec.sk
@@ -238,7 +227,7 @@ def draw_importance(importance: dict[str, Any], n_eligible: int) -> go.Figure:
 
 def parallel_data(trials: Sequence[FrozenTrial], names: Sequence[str]) -> list[dict[str, Any]]:
     """Plotly parcoords dimensions of the full-fidelity trials' SK settings and objectives ([] when none)."""
-    rows = [(t, s) for t in full_fidelity_trials(trials) if (s := arch_spec(t)) is not None]
+    rows = [(t, s) for t in full_fidelity_trials(trials) if (s := records.arch_spec(t)) is not None]
     if not rows:
         return []
     max_m = max(s.M for _, s in rows)

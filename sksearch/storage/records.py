@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.config import StudyConfig
 from sksearch.errors import UserError
+from sksearch.spec import ArchSpec
 
 # Trials of a driver that died stop sending heartbeats; after the grace period another driver (or a rerun)
 # marks them FAIL and replaces them (storage/ledger.py). A live driver beats every HEARTBEAT_INTERVAL seconds.
@@ -358,6 +359,18 @@ def seed(t: FrozenTrial) -> int | None:
 def spec(t: FrozenTrial) -> dict[str, Any] | None:
     data = t.user_attrs.get(Key.SPEC)
     return data if isinstance(data, dict) and data else None
+
+
+def arch_spec(t: FrozenTrial) -> ArchSpec | None:
+    """The trial's spec as an ArchSpec, or None when none was recorded or it does not validate (an invalid
+    sample is recorded as such)."""
+    data = spec(t)
+    if data is None:
+        return None
+    try:
+        return ArchSpec.model_validate(data)
+    except Exception:
+        return None
 
 
 def label(t: FrozenTrial) -> str:
