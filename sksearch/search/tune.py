@@ -22,7 +22,6 @@ from sksearch.search.ray_cluster import error_relay, init_ray
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
-from sksearch.storage import records
 from sksearch.storage.open import (archive_study, check_resume, load_or_create_study, metric_names, open_storage,
                                    open_study, redact_url)
 
