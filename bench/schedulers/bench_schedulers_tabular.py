@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 
 from common import markdown_table  # noqa: E402
 from schedulers_sim import hypervolume, scheduler_factories, simulate  # noqa: E402
-from schedulers_standin import TrialDraw  # noqa: E402
+from schedulers_standin import CurveModel, TrialDraw  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class TabularCurves:
 
     def x(self, cost: float) -> float:
         return math.log(cost / self.cost_min) / math.log(self.cost_max / self.cost_min)
+
+    epoch_time = CurveModel.epoch_time  # the stand-in's timing, on this table's cost range
 
     def draw(self, seed: int, index: int) -> TrialDraw:
         n = len(self.trials)

@@ -6,6 +6,10 @@ each epoch of a trial takes `epoch_time(cost)` simulated seconds; at each epoch 
 freed worker starts the next trial. Compute is counted in epochs: a new trial starts only if the budget
 still holds max_t epochs for it on top of what the running trials could still use (so no method ends
 with a trial cut off by the budget rather than by its scheduler, and all methods spend at most the same).
+
+The model answers draw(seed, index) (the next trial; None when it has nothing left to propose), result()
+and epoch_time(); a model with a searcher behind it (sk_replay.py) also hears complete(outcome, result,
+epochs_used) when a trial ends, as Ray's searcher does.
 """
 
 from __future__ import annotations
@@ -61,24 +65,27 @@ def simulate(make_scheduler: SchedulerFactory, model: CurveModel, *, seed: int, 
     now = 0.0
     trials: dict[int, Trial] = {}
 
-    def epoch_time(draw: TrialDraw) -> float:
-        return 0.25 + model.x(draw.cost)  # bigger models take longer per epoch
+    exhausted = False
 
     def can_start() -> bool:
         reserved = sum(max_t - o.epochs for o in running.values())
-        return len(running) < workers and out.epochs_used + reserved + max_t <= budget_epochs
+        return not exhausted and len(running) < workers and out.epochs_used + reserved + max_t <= budget_epochs
 
     def start_trials() -> None:
+        nonlocal exhausted
         while can_start():
             index = len(out.outcomes)
             draw = model.draw(seed, index)
+            if draw is None:
+                exhausted = True
+                return
             trial = Trial("standin", config={"index": index}, trial_id=f"t{index:05d}", stub=True)
             trials[index] = trial
             scheduler.on_trial_add(None, trial)
             outcome = TrialOutcome(draw)
             out.outcomes.append(outcome)
             running[index] = outcome
-            heapq.heappush(events, (now + epoch_time(draw), index))
+            heapq.heappush(events, (now + model.epoch_time(draw), index))
 
     start_trials()
     while events:
@@ -91,10 +98,12 @@ def simulate(make_scheduler: SchedulerFactory, model: CurveModel, *, seed: int, 
         decision = scheduler.on_trial_result(None, trials[index], result)
         if decision == TrialScheduler.STOP or outcome.epochs >= max_t:
             scheduler.on_trial_complete(None, trials[index], result)
+            if hasattr(model, "complete"):
+                model.complete(outcome, result, out.epochs_used)
             del running[index]
             start_trials()
         else:
-            heapq.heappush(events, (now + epoch_time(outcome.draw), index))
+            heapq.heappush(events, (now + model.epoch_time(outcome.draw), index))
     return out
 
 

@@ -46,6 +46,9 @@ class CurveModel:
     def x(self, cost: float) -> float:
         return math.log(cost / self.cost_min) / math.log(self.cost_max / self.cost_min)
 
+    def epoch_time(self, draw: TrialDraw) -> float:
+        return 0.25 + self.x(draw.cost)  # bigger models take longer per epoch
+
     def draw(self, seed: int, index: int) -> TrialDraw:
         rng = np.random.default_rng([seed, index])
         x = rng.uniform()

@@ -84,14 +84,25 @@ def stage_weights(model: Any, folder: Path) -> str | None:
     return str(path)
 
 
+def train_as_trial(cfg: StudyConfig, spec: ArchSpec, *, seed: int, epochs: int, device: Any,
+                   on_epoch: Any = None) -> Any:
+    """Train `spec` exactly as a trial of study `cfg` with training seed `seed` does (the same data, batch
+    order and recipe), so a curve recorded outside Ray (bench/sk_table.py) is the curve `sksearch run` gives."""
+    from sksearch.data import make_data
+    from sksearch.training.loop import train_trial
+
+    recipe = cfg.train.model_copy(update={"seed": seed})
+    data = make_data(cfg.dataset, batch_size=recipe.batch_size, device=device, seed=seed)
+    return train_trial(spec, data, recipe, epochs=epochs, device=device, on_epoch=on_epoch)
+
+
 def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
     """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
     as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter."""
     import torch
 
-    from sksearch.data import make_data
     from sksearch.training.common import cap_memory, release_memory, reset_compiler, trial_device
-    from sksearch.training.loop import TrainingDiverged, train_trial
+    from sksearch.training.loop import TrainingDiverged
 
     cfg = StudyConfig.model_validate(study)
     # A seed confirmation (`run --confirm`) trains the same spec with another training seed.
@@ -133,8 +144,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     try:
         device = trial_device(gpu_share)  # gpu: 0 trains on the CPU even where a GPU is visible
         cap_memory(device, gpu_share)     # a fractional share: this trial's slice of the GPU's memory
-        data = make_data(cfg.dataset, batch_size=cfg.train.batch_size, device=device, seed=train_cfg.seed)
-        train_trial(spec, data, train_cfg, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
+        train_as_trial(cfg, spec, seed=train_cfg.seed, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
     except Exception as exc:
         if reporting:
             raise
@@ -143,7 +153,6 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
         tune.report(protocol.error_result(**error_fields(exc, gpu_share), **extra))
     finally:
         # A reused worker runs the next trial in this process: free this one's memory and compiled graphs.
-        data = None  # noqa: F841 (its device tensors)
         if cfg.train.compile is not False:
             reset_compiler()
         release_memory(device)

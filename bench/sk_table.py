@@ -1,0 +1,174 @@
+"""The SK benchmark table (issue 13): real 9-epoch learning curves of random specs from studies/sk_bench.yaml.
+
+Each row is one spec trained with one training seed by sksearch's own trainer, exactly as a trial of that
+study (search.trial.train_as_trial), with the validation accuracy of every epoch:
+
+    {"study": <studies/sk_bench.yaml as a mapping>,
+     "rows": [{"spec": <ArchSpec mapping>, "seed": S, "accuracy": [...], "macs": M, "params": P,
+               "train_seconds": T}, ...]}
+
+Specs are drawn at random (seeded) from the study's space, kept if feasible and distinct as networks
+(r and L do not change a network without attention, so such specs are written with the base's r and L).
+The first --seeded specs are trained with --seeds seeds, the rest with seed 0. The script is resumable:
+it skips every (spec, seed) already in the table and writes the table after each row, so it can run in the
+background over several sittings. `--reproduce N` retrains row N through the public command instead
+(`sksearch run` on the study with a space holding only `base:`) and compares the curves.
+
+    .venv/bin/python bench/sk_table.py [--specs 96] [--seeded 16] [--seeds 3] [--jobs 2]
+    .venv/bin/python bench/sk_table.py --reproduce 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STUDY = REPO / "studies" / "sk_bench.yaml"
+TABLE = REPO / "bench" / "tables" / "sk_bench.json"
+ROW_KEYS = ("spec", "seed", "accuracy", "macs", "params", "train_seconds")
+
+
+def canonical(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Without attention (M = 1, or summed paths) r and L build nothing: give them the base's values so two
+    such specs that differ only there count as one network."""
+    sk = spec["sk"]
+    if len(sk["branches"]) == 1 or sk["attention"] == "sum":
+        spec = {**spec, "sk": {**sk, "r": base["sk"]["r"], "L": base["sk"]["L"]}}
+    return spec
+
+
+def sample_specs(n: int, seed: int) -> list[dict[str, Any]]:
+    """n distinct feasible specs of the study's space, in the order a seeded random sampler draws them."""
+    import optuna
+
+    from sksearch.config import load_study
+    from sksearch.search.feasibility import check_spec
+    from sksearch.search.space import SearchSpace
+
+    cfg = load_study(STUDY)
+    space = SearchSpace.load(cfg.space_path())
+    base = space.base.to_dict()
+    num_classes, input_size = cfg.geometry()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    specs, seen = [], set()
+    for _ in range(100 * n):
+        trial = sampler.ask()
+        spec = canonical(space.sample(trial), base)
+        sampler.tell(trial, 0.0)
+        feas = check_spec(spec, cfg.constraints, num_classes=num_classes, input_size=input_size)
+        if not feas.feasible:
+            continue
+        spec = feas.spec.to_dict()
+        key = json.dumps(spec, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            specs.append({"spec": spec, "macs": int(feas.macs), "params": int(feas.params)})
+        if len(specs) == n:
+            return specs
+    raise SystemExit(f"only {len(specs)} distinct feasible specs in {100 * n} draws")
+
+
+def train_row(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
+    import torch
+
+    from sksearch.config import load_study
+    from sksearch.search.trial import train_as_trial
+    from sksearch.spec import ArchSpec
+
+    entry, seed = job
+    cfg = load_study(STUDY)
+    torch.set_num_threads(max(1, int(cfg.tune.resources_per_trial.cpu)))  # as a trial's worker does
+    t0 = time.perf_counter()
+    result = train_as_trial(cfg, ArchSpec.from_dict(entry["spec"]), seed=seed, epochs=cfg.max_epochs(),
+                            device=torch.device("cpu"))
+    return {"spec": entry["spec"], "seed": seed, "accuracy": [round(r.val_accuracy, 4) for r in result.history],
+            "macs": entry["macs"], "params": entry["params"], "train_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def row_key(row: dict[str, Any]) -> str:
+    return json.dumps([row["spec"], row["seed"]], sort_keys=True)
+
+
+def load_table(path: Path) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"study": yaml.safe_load(STUDY.read_text()), "rows": []}
+
+
+def write_table(path: Path, table: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(table, indent=None, separators=(",", ":")).replace('},{"spec"', '},\n{"spec"'))
+    os.replace(tmp, path)  # a killed run leaves the last complete table
+
+
+def build(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    table = load_table(out)
+    done = {row_key(r) for r in table["rows"]}
+    specs = sample_specs(args.specs, args.sample_seed)
+    jobs = [(s, 0) for s in specs] + [(s, k) for s in specs[:args.seeded] for k in range(1, args.seeds)]
+    todo = [j for j in jobs if row_key({"spec": j[0]["spec"], "seed": j[1]}) not in done]
+    print(f"{len(jobs)} rows planned ({args.specs} specs, {args.seeded} of them x {args.seeds} seeds); "
+          f"{len(jobs) - len(todo)} in {out} already, {len(todo)} to train", flush=True)
+    started = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=8) as pool:
+        for i, row in enumerate(pool.imap_unordered(train_row, todo), 1):
+            table["rows"].append(row)
+            write_table(out, table)
+            print(f"{i:3d}/{len(todo)} seed {row['seed']} {row['macs'] / 1e6:5.1f}M MACs {row['train_seconds']:6.1f}s "
+                  f"acc {row['accuracy'][0]:.3f} {row['accuracy'][2]:.3f} {row['accuracy'][-1]:.3f}  "
+                  f"({(time.perf_counter() - started) / 60:.0f} min)", flush=True)
+
+
+def reproduce(args: argparse.Namespace) -> None:
+    """Retrain one row with `sksearch run` (a base-only space, the row's seed) and compare the curves."""
+    import optuna
+
+    from sksearch.storage import records
+
+    row = load_table(Path(args.out))["rows"][args.reproduce]
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "row.yaml"
+        space.write_text(yaml.safe_dump({"description": f"row {args.reproduce}", "base": row["spec"]}))
+        cmd = [sys.executable, "-m", "sksearch.run", str(STUDY), "--set", f"search_space={space}",
+               "--set", f"train.seed={row['seed']}", "--set", f"output_dir={tmp}/out", "--set", "tune.max_concurrent=1"]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO)
+        study = optuna.load_study(study_name="sk_bench", storage=f"sqlite:///{tmp}/out/optuna.db")
+        trial = next(t for t in study.trials if t.user_attrs.get(records.Key.FULL_FIDELITY))
+        curve = [round(v, 4) for v in trial.user_attrs[records.Key.ACCURACY_HISTORY]]
+    print(f"table  : {row['accuracy']}\nsksearch run: {curve}")
+    same = curve == row["accuracy"]
+    print("identical" if same else "DIFFERENT")
+    sys.exit(0 if same else 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--specs", type=int, default=96)
+    p.add_argument("--seeded", type=int, default=16, help="how many specs are trained with every seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default=str(TABLE))
+    p.add_argument("--reproduce", type=int, metavar="ROW", help="retrain row ROW with `sksearch run` and compare")
+    args = p.parse_args()
+    reproduce(args) if args.reproduce is not None else build(args)
+
+
+if __name__ == "__main__":
+    main()
