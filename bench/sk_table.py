@@ -144,11 +144,19 @@ def reproduce(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "row.yaml"
         space.write_text(yaml.safe_dump({"description": f"row {args.reproduce}", "base": row["spec"]}))
-        cmd = [sys.executable, "-m", "sksearch.run", str(STUDY), "--set", f"search_space={space}",
-               "--set", f"train.seed={row['seed']}", "--set", f"output_dir={tmp}/out", "--set", "tune.max_concurrent=1"]
+        # The table's study with two keys changed: the space (this row's spec only) and the training seed.
+        study = yaml.safe_load(STUDY.read_text())
+        study.update(search_space=str(space), output_dir=f"{tmp}/out")
+        study["train"]["seed"] = row["seed"]
+        study_file = Path(tmp) / "sk_bench_row.yaml"
+        study_file.write_text(yaml.safe_dump(study, sort_keys=False))
+        cmd = [sys.executable, "-m", "sksearch.run", str(study_file)]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
-        study = optuna.load_study(study_name="sk_bench", storage=f"sqlite:///{tmp}/out/optuna.db")
+        from sksearch.config import load_study
+
+        cfg = load_study(study_file)
+        study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url())
         trial = next(t for t in study.trials if t.user_attrs.get(records.Key.FULL_FIDELITY))
         curve = [round(v, 4) for v in trial.user_attrs[records.Key.ACCURACY_HISTORY]]
     print(f"table  : {row['accuracy']}\nsksearch run: {curve}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from optuna.trial import TrialState
 
 from tests.tune.helpers import counted, load, run_cli, write_study
@@ -12,10 +13,21 @@ BASE_ONLY = ("description: the baseline\nbase:\n  backbone: resnext_cifar\n  dep
              "  sk: {G: 8, r: 8, L: 16, attention: softmax, branches: [{kernel: 3}, {kernel: 1}]}\n")
 
 
-def test_sksearch_run_on_a_base_only_space_trains_it_once(tmp_path: Path) -> None:
+def test_sksearch_run_on_a_base_only_space_trains_it_once(tmp_path: Path, one_torch_thread: None) -> None:
+    import torch
+
+    from sksearch.config import load_study
+    from sksearch.search.feasibility import check_spec
+    from sksearch.search.space import SearchSpace
+    from sksearch.search.trial import train_as_trial
+    from sksearch.storage.records import Key
+
     (tmp_path / "base.yaml").write_text(BASE_ONLY)
     # Two free slots and four trials asked for: still one training, never two copies side by side.
     path = write_study(tmp_path, n_trials=4, epochs=1, concurrent=2, search_space=str(tmp_path / "base.yaml"))
+    study_file = yaml.safe_load(path.read_text())
+    study_file["train"]["seed"] = 3  # a row of bench/tables/sk_bench.json is retrained with its own seed
+    path.write_text(yaml.safe_dump(study_file, sort_keys=False))
     done = run_cli([str(path)], timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "nothing searched" in done.stdout and "the space holds one spec" in done.stdout
@@ -24,6 +36,13 @@ def test_sksearch_run_on_a_base_only_space_trains_it_once(tmp_path: Path) -> Non
     assert [t.state for t in trained] == [TrialState.COMPLETE] and trained[0].user_attrs["full_fidelity"]
     assert len(study.get_trials()) == 1  # no pile of copies either
     assert len(study.best_trials) == 1
+    # The curve is the one train_as_trial gives outside Ray, which is how bench/sk_table.py records its rows.
+    cfg = load_study(path)
+    num_classes, input_size = cfg.geometry()
+    spec = check_spec(SearchSpace.load(cfg.space_path()).base.to_dict(), cfg.constraints,
+                      num_classes=num_classes, input_size=input_size).spec
+    result = train_as_trial(cfg, spec, seed=3, epochs=1, device=torch.device("cpu"))
+    assert [round(r.val_accuracy, 6) for r in result.history] == trained[0].user_attrs[Key.ACCURACY_HISTORY]
 
 
 def test_an_over_budget_baseline_stops_after_one_sample(tmp_path: Path) -> None:
