@@ -33,10 +33,17 @@ test-gpu:
 	$(PY) -m pytest -q -p no:cacheprovider -m gpu tests/training/test_gpu.py
 
 # Every benchmark, each printing its figures against its baseline (BENCHMARKS.md). The table makers
-# (bench/schedulers/schedulers_table.py, schedulers_fit.py) produce data for them and are run by hand.
+# (bench/sk_table.py, bench/schedulers/schedulers_table.py, schedulers_fit.py) produce data for them and are
+# run by hand. The bench extra adds Syne Tune (MOASHA), which the package itself never imports.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(DEV_STAMP)
+	$(PY) -m pip install -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 BENCHMARKS := bench_sk_unit bench_complexity bench_dryrun bench_pipeline bench_train_throughput bench_mfu \
-              bench_overhead bench_attention schedulers/bench_schedulers schedulers/bench_schedulers_tabular
-bench: $(DEV_STAMP)
+              bench_overhead bench_attention schedulers/bench_schedulers schedulers/bench_schedulers_tabular \
+              schedulers/moasha_rule schedulers/bench_sk_table
+bench: $(BENCH_STAMP)
 	for b in $(BENCHMARKS); do $(PY) bench/$$b.py || exit 1; done
 
 clean:
