@@ -344,13 +344,14 @@ class Trace:
     epochs: list[int] = field(default_factory=list)
     hypervolume: list[float] = field(default_factory=list)
     best: list[float] = field(default_factory=list)
-    partial_on_front: int = 0
+    partial_on_front: list[int] = field(default_factory=list)
     trials: int = 0
+    ended: list[tuple[int, int]] = field(default_factory=list)  # (row, epochs trained), in the order trials ended
 
-    def at(self, budget: int) -> tuple[float, float]:
-        """(hypervolume, best accuracy) once `budget` epochs were spent."""
+    def at(self, budget: int) -> tuple[float, float, int]:
+        """(hypervolume, best accuracy, partial results on the front) once `budget` epochs were spent."""
         k = int(np.searchsorted(self.epochs, budget, side="right"))
-        return (self.hypervolume[k - 1], self.best[k - 1]) if k else (0.0, 0.0)
+        return (self.hypervolume[k - 1], self.best[k - 1], self.partial_on_front[k - 1]) if k else (0.0, 0.0, 0)
 
     def epochs_to(self, target: float) -> float:
         for e, hv in zip(self.epochs, self.hypervolume):
@@ -386,8 +387,10 @@ class Replay:
         draw = outcome.draw
         self.searcher.complete(draw.index, draw.row, outcome.epochs, result)
         self.trace.trials += 1
+        self.trace.ended.append((draw.row, outcome.epochs))
+        partial = 0
         if isinstance(self.searcher, RayOptunaSearch):
-            points, self.trace.partial_on_front = self.searcher.reported_front()
+            points, partial = self.searcher.reported_front()
         else:
             if outcome.epochs >= self.table.max_t:
                 r = self.table.rows[draw.row]
@@ -396,6 +399,7 @@ class Replay:
         self.trace.epochs.append(epochs_used)
         self.trace.hypervolume.append(self.table.hypervolume(points))
         self.trace.best.append(max((a for a, _ in points), default=0.0))
+        self.trace.partial_on_front.append(partial)
 
 
 METHODS = {  # name: (searcher, scheduler)
