@@ -174,6 +174,7 @@ class SchedulerConfig(_Block):
     reduction_factor: float = Field(3, gt=1)
     max_epochs: int | None = Field(None, ge=1)  # default: train.epochs
     cost: Literal["macs", "params"] = "macs"   # pareto_asha: the cost axis of the dominance sort
+    keep_most_accurate: bool = True          # pareto_asha: also promote a rung's top 1/rf by accuracy alone
 
 
 class SamplerConfig(_Block):

@@ -310,9 +310,9 @@ def make_scheduler(kind: str, max_t: int, grace: int, rf: float) -> Any:
     if kind == "asha":  # as sksearch's make_scheduler builds it
         return AsyncHyperBandScheduler(metric="accuracy", mode="max", max_t=max_t, grace_period=grace,
                                        reduction_factor=rf, brackets=1)
-    if kind == "pareto_asha":
+    if kind in ("pareto_asha", "pareto_order_only"):  # the latter: before issue 13 (no accuracy cut)
         return ParetoASHA(metric="accuracy", mode="max", cost_attr="macs", max_t=max_t, grace_period=grace,
-                          reduction_factor=rf)
+                          reduction_factor=rf, keep_most_accurate=kind == "pareto_asha")
     if kind in ("moasha", "moasha_documented"):
         from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 
@@ -410,6 +410,7 @@ METHODS = {  # name: (searcher, scheduler)
     "MOASHA (syne-tune 0.16)": ("random", "moasha"),
     "MOASHA, documented rule": ("random", "moasha_documented"),
     "random + Pareto-ASHA": ("random", "pareto_asha"),
+    "TPE + Pareto-ASHA, Pareto order only": ("tpe", "pareto_order_only"),
     "TPE + Pareto-ASHA (sksearch)": ("tpe", "pareto_asha"),
 }
 

@@ -9,7 +9,10 @@ rung has recorded so far, no waiting for a full rung) and changes only the promo
 2. inside a front, larger crowding distance first (NSGA-II), measured on (accuracy, log cost) because
    costs span orders of magnitude and raw MACs would make every cheap model look crowded;
 3. the candidate continues if fewer than ceil(n / reduction_factor) entries are strictly ahead of it.
-   Ties go to the candidate, as in ASHA (which stops only when reward < cutoff).
+   Ties go to the candidate, as in ASHA (which stops only when reward < cutoff);
+4. it also continues if fewer than that many entries are strictly more accurate (ASHA's own cut, on
+   accuracy alone; keep_most_accurate=False turns it off): an accurate model that starts slowly is
+   dominated at an early rung by cheaper fast starters, and without this it is lost to the front.
 """
 
 from __future__ import annotations
@@ -82,20 +85,29 @@ def promotion_quota(n_entries: int, reduction_factor: float) -> int:
     return max(1, math.ceil(round(n_entries / reduction_factor, 9)))
 
 
-def pareto_promotable(rung: list[Point], candidate: Point, reduction_factor: float) -> bool:
+def pareto_promotable(rung: list[Point], candidate: Point, reduction_factor: float, *,
+                      keep_most_accurate: bool = True) -> bool:
     """The promotion rule. `rung`: (accuracy, cost) pairs recorded at this rung before the candidate.
 
     True when the candidate is within the top ceil((len(rung) + 1) / reduction_factor) of the rung
-    ordered by (front index, larger crowding distance first), counting only entries strictly ahead.
+    ordered by (front index, larger crowding distance first), counting only entries strictly ahead; or,
+    with keep_most_accurate, within that many of the rung by accuracy alone (ASHA's own cut).
     """
     points = np.asarray([*rung, candidate], dtype=float).reshape(-1, 2)
     me = len(points) - 1
+    quota = promotion_quota(len(points), reduction_factor)
+    if keep_most_accurate:
+        # A slow-starting accurate model is often dominated at an early rung by cheaper, faster starters;
+        # on the SK table Pareto order alone lost such front members in most trial orders (BENCHMARKS.md).
+        accuracy = np.nan_to_num(points[:, 0], nan=-np.inf)
+        if int(np.sum(accuracy > accuracy[me])) < quota:
+            return True
     ranks = nondomination_ranks(points)
     same_front = np.flatnonzero(ranks == ranks[me])
     crowding = crowding_distances(points[same_front])
     my_crowding = crowding[same_front == me][0]
     ahead = int(np.sum(ranks < ranks[me])) + int(np.sum(crowding > my_crowding))
-    return ahead < promotion_quota(len(points), reduction_factor)
+    return ahead < quota
 
 
 # -- the Ray Tune scheduler ---------------------------------------------------------------------------------
@@ -103,8 +115,10 @@ def pareto_promotable(rung: list[Point], candidate: Point, reduction_factor: flo
 class _ParetoBracket:
     """One bracket: rungs (highest first) mapping trial id -> (reward, cost) recorded there."""
 
-    def __init__(self, min_t: float, max_t: float, reduction_factor: float, s: int) -> None:
+    def __init__(self, min_t: float, max_t: float, reduction_factor: float, s: int,
+                 keep_most_accurate: bool = True) -> None:
         self.rf = reduction_factor
+        self.keep_most_accurate = keep_most_accurate
         milestones = []
         k = s
         # Only rungs below max_t: at max_t a trial is finished, so a rung there would decide nothing.
@@ -117,7 +131,8 @@ class _ParetoBracket:
         for milestone, recorded in self.rungs:
             if cur_iter < milestone or trial_id in recorded:
                 continue
-            keep = pareto_promotable(list(recorded.values()), (reward, cost), self.rf)
+            keep = pareto_promotable(list(recorded.values()), (reward, cost), self.rf,
+                                     keep_most_accurate=self.keep_most_accurate)
             recorded[trial_id] = (reward, cost)
             return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
         return TrialScheduler.CONTINUE
@@ -140,7 +155,8 @@ class ParetoASHA(FIFOScheduler):
 
     def __init__(self, *, time_attr: str = "training_iteration", metric: str = "accuracy",
                  mode: str = "max", cost_attr: str = "macs", grace_period: int = 1,
-                 reduction_factor: float = 3, max_t: int = 10, brackets: int = 1) -> None:
+                 reduction_factor: float = 3, max_t: int = 10, brackets: int = 1,
+                 keep_most_accurate: bool = True) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"ParetoASHA: mode must be 'max' or 'min', got {mode!r}")
         if grace_period <= 0 or max_t < grace_period:
@@ -156,7 +172,8 @@ class ParetoASHA(FIFOScheduler):
         self._cost_attr = cost_attr
         self._max_t = max_t
         self._reduction_factor = reduction_factor
-        self._brackets = [_ParetoBracket(grace_period, max_t, reduction_factor, s) for s in range(brackets)]
+        self._brackets = [_ParetoBracket(grace_period, max_t, reduction_factor, s, keep_most_accurate)
+                          for s in range(brackets)]
         self._trial_info: dict[str, _ParetoBracket] = {}
         self._num_stopped = 0
         self._warned_missing = False
@@ -239,4 +256,4 @@ def make_scheduler(cfg: StudyConfig) -> TrialScheduler:
                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if s.type == "asha":
         return AsyncHyperBandScheduler(brackets=1, **common)
-    return ParetoASHA(cost_attr=s.cost, **common)
+    return ParetoASHA(cost_attr=s.cost, keep_most_accurate=s.keep_most_accurate, **common)

@@ -1,8 +1,9 @@
 """Pareto-ASHA's promotion rule against an exact reference written from its documentation alone.
 
 The reference is plain Python, by definition (no numpy, no Optuna): dominance pair by pair, fronts peeled,
-NSGA-II crowding on (accuracy, log cost) with ties on an axis taken in arrival order, and the quota
-ceil(n / rf) over entries strictly ahead. 10,000 random rungs, many with ties and NaN, must agree every time.
+NSGA-II crowding on (accuracy, log cost) with ties on an axis taken in arrival order, the quota ceil(n / rf)
+over entries strictly ahead, and (keep_most_accurate) the same quota over entries strictly more accurate.
+10,000 random rungs, many with ties and NaN, half with the accuracy cut, must agree every time.
 """
 from __future__ import annotations
 
@@ -58,8 +59,14 @@ def _crowding(points: list[tuple[float, float]]) -> list[float]:
     return dist
 
 
-def reference_promotable(rung: list[tuple[float, float]], candidate: tuple[float, float], rf: float) -> bool:
+def reference_promotable(rung: list[tuple[float, float]], candidate: tuple[float, float], rf: float,
+                         keep_most_accurate: bool = True) -> bool:
     points = [*rung, candidate]
+    quota = max(1, math.ceil(round(len(points) / rf, 9)))
+    if keep_most_accurate:  # step 4: within the quota by accuracy alone (NaN is the worst accuracy)
+        acc = [(-math.inf if math.isnan(a) else a) for a, _ in points]
+        if sum(a > acc[-1] for a in acc) < quota:
+            return True
     losses = [((math.inf if math.isnan(a) else -a), (math.inf if math.isnan(c) else c)) for a, c in points]
     rank = _fronts(losses)
     me = len(points) - 1
@@ -67,7 +74,7 @@ def reference_promotable(rung: list[tuple[float, float]], candidate: tuple[float
     crowd = dict(zip(same, _crowding([points[i] for i in same])))
     ahead = sum(rank[i] < rank[me] for i in range(len(points)))
     ahead += sum(crowd[i] > crowd[me] for i in same)
-    return ahead < max(1, math.ceil(round(len(points) / rf, 9)))
+    return ahead < quota
 
 
 def _random_point(rng: random.Random, style: str) -> tuple[float, float]:
@@ -88,10 +95,11 @@ def test_rule_agrees_with_the_exact_reference_on_10000_random_rungs():
         rung = [_random_point(rng, style) for _ in range(n)]
         candidate = _random_point(rng, style)
         rf = rng.choice([2, 3, 4, 1.5, 2.5])
-        ours = pareto_promotable(rung, candidate, rf)
+        keep = case % 2 == 0  # both forms of the rule: with and without the accuracy cut (step 4)
+        ours = pareto_promotable(rung, candidate, rf, keep_most_accurate=keep)
         promoted += ours
-        if ours != reference_promotable(rung, candidate, rf):
-            disagreements.append((rung, candidate, rf))
+        if ours != reference_promotable(rung, candidate, rf, keep):
+            disagreements.append((rung, candidate, rf, keep))
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
     assert 0.2 < promoted / 10_000 < 0.8  # the cases exercise both outcomes
 

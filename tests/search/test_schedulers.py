@@ -50,8 +50,20 @@ def test_crowding_distance_breaks_ties_inside_the_front():
     assert (nondomination_ranks([*rung, crowded]) == 0).all()
     assert (nondomination_ranks([*rung, isolated]) == 0).all()
     # quota ceil(4 / 1.5) = 3: the two extremes (infinite distance) plus the better-spread interior point
-    assert pareto_promotable(rung, isolated, 1.5)
-    assert not pareto_promotable(rung, crowded, 1.5)
+    assert pareto_promotable(rung, isolated, 1.5, keep_most_accurate=False)
+    assert not pareto_promotable(rung, crowded, 1.5, keep_most_accurate=False)
+    # The accuracy cut keeps it all the same: only (0.90, 1e9) and (0.61, 2.1e7) are more accurate (< 3).
+    assert pareto_promotable(rung, crowded, 1.5)
+
+
+def test_the_accuracy_cut_keeps_an_accurate_slow_starter_that_pareto_order_stops():
+    # Epoch 1 of a crossing regime: the big model is second in accuracy but dominated by a cheap fast starter.
+    rung = [(0.30, 7e6), (0.12, 6e6), (0.14, 8e6), (0.11, 9e6), (0.13, 6.5e6)]
+    big = (0.25, 1.8e7)
+    assert nondomination_ranks([*rung, big])[-1] > 0
+    assert not pareto_promotable(rung, big, 3, keep_most_accurate=False)  # quota 2: fronts ahead fill it
+    assert pareto_promotable(rung, big, 3)  # one entry more accurate: within ceil(6 / 3) = 2
+    assert not pareto_promotable(rung, (0.10, 1.8e7), 3)  # neither front nor accuracy: stopped
 
 
 def test_quota_rounds_up():
@@ -155,6 +167,10 @@ def test_study_selects_pareto_asha():
     made = make_scheduler(cfg)
     assert isinstance(made, ParetoASHA) and made._cost_attr == "params" and made._max_t == 12
     assert [m for m, _ in made._brackets[0].rungs] == [8, 4, 2]
+    assert made._brackets[0].keep_most_accurate  # the accuracy cut is on unless the study turns it off
+    off = cfg.tune.scheduler.model_copy(update={"keep_most_accurate": False})
+    made = make_scheduler(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"scheduler": off})}))
+    assert not made._brackets[0].keep_most_accurate
 
 
 # -- one real Tuner.fit ------------------------------------------------------------------------------------
