@@ -16,6 +16,9 @@ background over several sittings. `--reproduce N` retrains row N through the pub
 
     .venv/bin/python bench/sk_table.py [--specs 96] [--seeded 16] [--seeds 3] [--jobs 2]
     .venv/bin/python bench/sk_table.py --reproduce 0
+
+CPU cost of the committed table (128 rows): 4,294 s of training at one thread per row (median row 31 s,
+14-77 s), 36 minutes of wall time with --jobs 2 on the 2-core machine of BENCHMARKS.md.
 """
 from __future__ import annotations
 

@@ -155,9 +155,11 @@ def anytime_figure(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Tr
         regret = np.median([[1 - t.at(int(b))[0] / true_hv for b in grid] for t in ts], axis=0)
         fig.add_trace(go.Scatter(x=grid, y=np.maximum(regret, 1e-4), mode="lines", name=m,
                                  line={"width": 4 if m == OURS else 1.5}))
-    fig.add_hline(y=0.1, line_dash="dot", annotation_text="90 % of the true front's hypervolume",
-                  annotation_position="top left")
-    fig.add_hline(y=0.01, line_dash="dot", annotation_text="99 %", annotation_position="top left")
+    for level, text in ((0.1, "90 % of the true front's hypervolume"), (0.01, "99 %")):
+        fig.add_hline(y=level, line_dash="dot")
+        # On a log axis an annotation's y is log10 of the value.
+        fig.add_annotation(x=full_budget / 2, y=math.log10(level), text=text, showarrow=False,
+                           xanchor="right", yanchor="bottom")
     fig.update_layout(title=f"Hypervolume regret over the SK table (median of {len(next(iter(traces.values())))} "
                             f"orders, {len(table.rows)} specs; regret 0 drawn at 1e-4)",
                       xaxis_title="epochs spent (summed over trials)", yaxis_title="1 - HV / true front's HV",
