@@ -137,7 +137,13 @@ def test_pick_device():
 def test_cpu_bf16_autocast_trains_channels_last():
     """The CPU twin of the GPU path: autocast bf16 + channels_last through the whole loop."""
     data = make_data(DatasetConfig(name="synthetic", train_size=256, test_size=10), batch_size=32, device=CPU)
-    result = train_trial(small_sk((4, 8, 8)), data, TrainConfig(epochs=1, batch_size=32), device=CPU,
+    # No dilated path here: on CPUs with native bf16 (AVX512-BF16), torch 2.14.1's channels_last bf16 backward
+    # of a grouped dilated 3x3 conv returns NaN weight gradients (e.g. 4 channels, groups 2, dilation 2,
+    # 32x32). sksearch never autocasts on CPU (common.amp_dtype), so only this CPU twin of the GPU path meets it.
+    spec = small_sk((4, 8, 8))
+    spec = spec.model_copy(update={"sk": spec.sk.model_copy(update={"branches": [
+        spec.sk.branches[0], spec.sk.branches[1].model_copy(update={"kernel": 5, "dilation": 1})]})})
+    result = train_trial(ArchSpec.from_dict(spec.to_dict()), data, TrainConfig(epochs=1, batch_size=32), device=CPU,
                          dtype=torch.bfloat16)
     assert math.isfinite(result.history[0].train_loss) and 0 <= result.val_accuracy <= 1
     assert next(result.model.parameters()).dtype == torch.float32  # autocast, not a bf16 model
