@@ -40,7 +40,6 @@ sys.path.insert(0, str(REPO))
 
 STUDY = REPO / "studies" / "sk_bench.yaml"
 TABLE = REPO / "bench" / "tables" / "sk_bench.json"
-ROW_KEYS = ("spec", "seed", "accuracy", "macs", "params", "train_seconds")
 
 
 def canonical(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -52,26 +51,44 @@ def canonical(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+class SpecChecker:
+    """The study's space, and sksearch's feasibility verdict (spec, MACs, constraints) of a sampled spec after
+    canonical(), cached: shared by the table's sampler and the replay's Optuna-driven searchers."""
+
+    def __init__(self, cfg: Any) -> None:
+        from sksearch.search.space import SearchSpace
+
+        self.cfg = cfg
+        self.space = SearchSpace.load(cfg.space_path())
+        self.base = self.space.base.to_dict()
+        self.geometry = cfg.geometry()
+        self._checked: dict[str, Any] = {}
+
+    def check(self, spec: dict[str, Any]) -> Any:
+        from sksearch.search.feasibility import check_spec
+
+        spec = canonical(spec, self.base)
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in self._checked:
+            n, size = self.geometry
+            self._checked[key] = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
+        return self._checked[key]
+
+
 def sample_specs(n: int, seed: int) -> list[dict[str, Any]]:
     """n distinct feasible specs of the study's space, in the order a seeded random sampler draws them."""
     import optuna
 
     from sksearch.config import load_study
-    from sksearch.search.feasibility import check_spec
-    from sksearch.search.space import SearchSpace
 
-    cfg = load_study(STUDY)
-    space = SearchSpace.load(cfg.space_path())
-    base = space.base.to_dict()
-    num_classes, input_size = cfg.geometry()
+    checker = SpecChecker(load_study(STUDY))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     specs, seen = [], set()
     for _ in range(100 * n):
         trial = sampler.ask()
-        spec = canonical(space.sample(trial), base)
+        feas = checker.check(checker.space.sample(trial))
         sampler.tell(trial, 0.0)
-        feas = check_spec(spec, cfg.constraints, num_classes=num_classes, input_size=input_size)
         if not feas.feasible:
             continue
         spec = feas.spec.to_dict()

@@ -40,7 +40,7 @@ _STATE: dict = {}
 def _init(table_path: str) -> None:
     warnings.filterwarnings("ignore")
     _STATE["table"] = sk_replay.SKTable.load(Path(table_path))
-    _STATE["sampler"] = sk_replay._SpecSampler(_STATE["table"])
+    _STATE["sampler"] = sk_replay._spec_sampler(_STATE["table"])
 
 
 def _run(job: tuple[str, int, dict]) -> tuple[str, int, sk_replay.Trace]:

@@ -144,31 +144,14 @@ class RandomSearch:
         pass
 
 
-class _SpecSampler:
-    """The study's space and feasibility check, shared by the Optuna-driven searchers."""
+def _spec_sampler(table: SKTable) -> Any:
+    """The table's study space and feasibility check (sk_table.SpecChecker), for the Optuna-driven searchers."""
+    from sk_table import STUDY, SpecChecker
 
-    def __init__(self, table: SKTable) -> None:
-        from sksearch.config import StudyConfig
-        from sksearch.search.space import SearchSpace
-        from sk_table import STUDY
+    from sksearch.config import StudyConfig
 
-        self.cfg = StudyConfig.model_validate({**table.study, "search_space": str(STUDY.parent / table.study["search_space"])})
-        self.space = SearchSpace.load(self.cfg.space_path())
-        self.base = self.space.base.to_dict()
-        self.geometry = self.cfg.geometry()
-        self._checked: dict[str, Any] = {}
-
-    def check(self, spec: dict[str, Any]) -> Any:
-        """sksearch's feasibility verdict (spec, MACs, constraint values) of a sampled spec, cached."""
-        from sksearch.search.feasibility import check_spec
-        from sk_table import canonical
-
-        spec = canonical(spec, self.base)
-        key = json.dumps(spec, sort_keys=True, default=str)
-        if key not in self._checked:
-            n, size = self.geometry
-            self._checked[key] = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
-        return self._checked[key]
+    return SpecChecker(StudyConfig.model_validate(
+        {**table.study, "search_space": str(STUDY.parent / table.study["search_space"])}))
 
 
 class SksearchTPE:
@@ -178,7 +161,7 @@ class SksearchTPE:
 
     name = "tpe"
 
-    def __init__(self, table: SKTable, order: int, workers: int, sampler: _SpecSampler) -> None:
+    def __init__(self, table: SKTable, order: int, workers: int, sampler: Any) -> None:
         import optuna
 
         from sksearch.search.samplers import make_sampler
@@ -224,7 +207,7 @@ class RayOptunaSearch:
 
     name = "ray_optuna"
 
-    def __init__(self, table: SKTable, order: int, sampler: _SpecSampler) -> None:
+    def __init__(self, table: SKTable, order: int, sampler: Any) -> None:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
@@ -339,14 +322,17 @@ class RowDraw:
 @dataclass
 class Trace:
     """After each ended trial: epochs spent so far (every trial's, running ones included), the front's
-    hypervolume, its most accurate model; and at the end, early-stopped entries on a reported front."""
+    hypervolume, its most accurate model, the early-stopped entries on a reported front, and the trial."""
 
     epochs: list[int] = field(default_factory=list)
     hypervolume: list[float] = field(default_factory=list)
     best: list[float] = field(default_factory=list)
     partial_on_front: list[int] = field(default_factory=list)
-    trials: int = 0
     ended: list[tuple[int, int]] = field(default_factory=list)  # (row, epochs trained), in the order trials ended
+
+    @property
+    def trials(self) -> int:
+        return len(self.ended)
 
     def at(self, budget: int) -> tuple[float, float, int]:
         """(hypervolume, best accuracy, partial results on the front) once `budget` epochs were spent."""
@@ -386,7 +372,6 @@ class Replay:
     def complete(self, outcome: Any, result: dict, epochs_used: int) -> None:
         draw = outcome.draw
         self.searcher.complete(draw.index, draw.row, outcome.epochs, result)
-        self.trace.trials += 1
         self.trace.ended.append((draw.row, outcome.epochs))
         partial = 0
         if isinstance(self.searcher, RayOptunaSearch):
@@ -416,16 +401,16 @@ METHODS = {  # name: (searcher, scheduler)
 
 
 def replay(table: SKTable, method: str, order: int, *, budget: int, workers: int, grace: int, rf: float,
-           sampler: _SpecSampler | None = None) -> Trace:
+           sampler: Any | None = None) -> Trace:
     from schedulers_sim import simulate
 
     searcher_kind, scheduler_kind = METHODS[method]
     if searcher_kind == "random":
         searcher: Any = RandomSearch(table, order)
     elif searcher_kind == "tpe":
-        searcher = SksearchTPE(table, order, workers, sampler or _SpecSampler(table))
+        searcher = SksearchTPE(table, order, workers, sampler or _spec_sampler(table))
     else:
-        searcher = RayOptunaSearch(table, order, sampler or _SpecSampler(table))
+        searcher = RayOptunaSearch(table, order, sampler or _spec_sampler(table))
     model = Replay(table, searcher, order)
     simulate(lambda: make_scheduler(scheduler_kind, table.max_t, grace, rf), model, seed=order,
              budget_epochs=budget, max_t=table.max_t, workers=workers)
