@@ -202,8 +202,44 @@ class ArchSpec(_Strict):
         return dump_yaml(self.to_dict())
 
     def key(self) -> str:
-        """A canonical string, equal for equal specs (a cache key)."""
+        """A canonical string, equal for equal specs (a cache key). Equal networks: identity()."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def identity_dict(self) -> dict[str, Any]:
+        """The network this spec builds, up to the order of its SK paths: what makes two specs the same network.
+
+        Resolved here so that no caller compares raw spec dicts: r and L become the attention width d of
+        each SK width (and vanish without attention: M = 1 or summed paths), a 1x1 path has no dilation,
+        each path's groups are resolved per SK width (G, its own `groups`, 'depthwise'), defaults such as
+        the stem width are filled in, and the paths are a sorted multiset (the select treats its paths
+        symmetrically; path 1 is not special)."""
+        channels = self.sk_channels()
+        sk = self.sk
+        paths = sorted(
+            (b.kernel, b.dilation if b.kernel > 1 else 1, tuple(sk.groups_for(b, c) for c in channels), b.relu)
+            for b in sk.branches
+        )
+        attention = ([[c, sk.attention_width(c)] for c in channels] if sk.attention == "softmax" else None)
+        return {
+            "backbone": self.backbone,
+            "depths": list(self.depths),
+            "widths": list(self.widths),
+            "out_channels": None if self.out_channels is None else list(self.out_channels),
+            "num_classes": self.num_classes,
+            "input_size": list(self.input_size),
+            "stem_channels": self.stem_width(),
+            "final_channels": (self.final_channels or 1024) if self.backbone == "shufflenet_v2" else None,
+            "sk_channels": channels,
+            "paths": [[k, d, list(g), relu] for k, d, g, relu in paths],
+            "attention": attention,
+        }
+
+    def identity(self) -> str:
+        """A string equal for two specs exactly when they build the same network up to path order."""
+        return json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"))
+
+    def same_network(self, other: "ArchSpec") -> bool:
+        return self.identity() == other.identity()
 
     @classmethod
     def from_dict(cls, data: Any, *, file: str | None = None, prefix: str = "") -> "ArchSpec":
