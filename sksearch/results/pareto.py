@@ -4,8 +4,7 @@ Front: COMPLETE trials with `full_fidelity` true, not infeasible, all Optuna con
 sort is Optuna's own (`_is_pareto_front`, the function behind `study.best_trials`). With every record written
 by storage.records, study.best_trials holds the same trials (repeated specs violate a constraint there).
 
-This is the only module that imports Optuna's private multi-objective helpers (non-dominated sorting and
-hypervolume); each has a plain numpy fallback used when a new Optuna release moves them.
+The array math (non-dominated sorting, hypervolume, EHVI) is sksearch.front's; this module makes it study-aware.
 
 Hypervolume (Optuna's `compute_hypervolume`, which minimises): every objective is mapped to [0, ~1] so that
 the reference point means the same in every study:
@@ -30,68 +29,9 @@ from sksearch.units import format_count
 
 COST_REFERENCE = 1.05
 
-def _is_pareto_front_fallback(losses: np.ndarray, assume_unique_lexsorted: bool = False) -> np.ndarray:
-    """Minimisation on every column: True where no other row is <= everywhere and < somewhere."""
-    n = len(losses)
-    on = np.ones(n, dtype=bool)
-    for i in range(n):
-        dominated = np.all(losses <= losses[i], axis=1) & np.any(losses < losses[i], axis=1)
-        on[i] = not dominated.any()
-    return on
-
-
-def _hypervolume_fallback(points: np.ndarray, reference: np.ndarray, assume_pareto: bool = False) -> float:
-    """Exact hypervolume (minimisation) by slicing on the first objective; fine for the few points of a front."""
-    pts = points[np.all(points < reference, axis=1)]
-    if len(pts) == 0:
-        return 0.0
-    if pts.shape[1] == 1:
-        return float(reference[0] - pts[:, 0].min())
-    pts = pts[np.argsort(pts[:, 0])]
-    total = 0.0
-    for i in range(len(pts)):
-        upper = pts[i + 1, 0] if i + 1 < len(pts) else reference[0]
-        if upper > pts[i, 0]:
-            total += (upper - pts[i, 0]) * _hypervolume_fallback(pts[: i + 1, 1:], reference[1:])
-    return float(total)
-
-
-def _peel_fronts(losses: np.ndarray) -> np.ndarray:
-    """Non-domination rank by repeatedly peeling the front (O(n^2) per front; rungs are small)."""
-    ranks = np.full(len(losses), -1)
-    remaining = np.arange(len(losses))
-    rank = 0
-    while remaining.size:
-        sub = losses[remaining]
-        # j dominates i: no worse everywhere, better somewhere
-        dominated = ((sub[None, :, :] <= sub[:, None, :]).all(-1) & (sub[None, :, :] < sub[:, None, :]).any(-1))
-        on_front = ~dominated.any(axis=1)
-        ranks[remaining[on_front]] = rank
-        remaining = remaining[~on_front]
-        rank += 1
-    return ranks
-
-
-try:  # Optuna's own, fast and maintained; private, so guarded
-    from optuna._hypervolume import compute_hypervolume
-    from optuna.study._multi_objective import _calculate_nondomination_rank as _optuna_ranks
-    from optuna.study._multi_objective import _is_pareto_front
-except ImportError:  # pragma: no cover - depends on the installed Optuna
-    compute_hypervolume = _hypervolume_fallback  # type: ignore[assignment]
-    _is_pareto_front = _is_pareto_front_fallback  # type: ignore[assignment]
-    _optuna_ranks = None
-
-
-def nondomination_ranks(losses: np.ndarray) -> np.ndarray:
-    """Front index of each row of losses (all minimised): 0 = the Pareto front of the set."""
-    if len(losses) == 0:
-        return np.zeros(0, dtype=int)
-    if _optuna_ranks is not None:
-        try:
-            return np.asarray(_optuna_ranks(losses), dtype=int)
-        except Exception:  # a changed private signature must not break scheduling
-            pass
-    return _peel_fronts(losses)
+# The array-level front math lives in sksearch.front (below search/ and results/); re-exported for old callers.
+from sksearch.front import (_hypervolume_fallback, _is_pareto_front, _is_pareto_front_fallback,  # noqa: F401
+                            _peel_fronts, compute_hypervolume, nondomination_ranks)
 
 
 def _losses(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from sksearch.config import StudyConfig
-from sksearch.results import pareto
+from sksearch import front
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -47,7 +47,7 @@ def _as_losses(points: list[Point] | np.ndarray) -> np.ndarray:
 
 def nondomination_ranks(points: list[Point] | np.ndarray) -> np.ndarray:
     """Front index of each (accuracy, cost) pair: 0 = the Pareto front of the set."""
-    return pareto.nondomination_ranks(_as_losses(points))
+    return front.nondomination_ranks(_as_losses(points))
 
 
 def crowding_distances(points: list[Point] | np.ndarray) -> np.ndarray:

@@ -1,0 +1,39 @@
+import numpy as np
+from optuna._hypervolume import compute_hypervolume
+
+from sksearch import front
+
+
+def _random_front(rng, n=12):
+    pts = rng.uniform(0, 1, (n, 2))
+    return pts[front.is_pareto_front(pts)]
+
+
+def test_hypervolume_matches_optuna_and_fallback():
+    rng = np.random.default_rng(0)
+    ref = np.array([1.0, 1.05])
+    for _ in range(20):
+        pts = rng.uniform(0, 1, (15, 2))
+        on = pts[front.is_pareto_front(pts)]
+        assert np.isclose(front.hypervolume(pts, ref), compute_hypervolume(on, ref))
+        assert np.isclose(front.hypervolume(pts, ref), front._hypervolume_fallback(on, ref))
+
+
+def test_ranks_match_peeling():
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(0, 1, (30, 2))
+    assert (front.nondomination_ranks(pts) == front._peel_fronts(pts)).all()
+
+
+def test_ehvi_is_the_hypervolume_gain_when_certain_and_its_mean_when_not():
+    rng = np.random.default_rng(2)
+    ref = np.array([1.0, 1.05])
+    for _ in range(10):
+        f = _random_front(rng)
+        cost, mu, sd = rng.uniform(0, 1), rng.uniform(0, 1), 0.1
+        base = front.hypervolume(f, ref)
+        gain = front.hypervolume(np.vstack([f, [mu, cost]]), ref) - base
+        assert np.isclose(front.expected_hypervolume_improvement(f, ref, cost, mu, 0.0), gain)
+        ys = rng.normal(mu, sd, 4000)
+        mc = np.mean([front.hypervolume(np.vstack([f, [y, cost]]), ref) - base for y in ys])
+        assert np.isclose(front.expected_hypervolume_improvement(f, ref, cost, mu, sd), mc, atol=3e-3)
