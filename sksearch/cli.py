@@ -12,6 +12,7 @@ COMMANDS = {
     "train": "a full training run of one spec (torchrun, DDP)",
     "dashboard": "optuna-dashboard on a study's storage",
     "attention": "what a trained model's SK units select as objects grow (the paper's Figs. 3c, 4)",
+    "schema": "JSON Schema of study or space files (for editors)",
 }
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
-                      ValidationInfo, model_validator)
+                      ValidationInfo, WithJsonSchema, model_validator)
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.units import parse_count
 from sksearch.yamlio import load_yaml
 
-Count = Annotated[int, BeforeValidator(parse_count), Field(gt=0)]
+# the schema says what a user may write (8000000 or "8M"); parse_count turns it into an int
+Count = Annotated[int, BeforeValidator(parse_count), Field(gt=0),
+                  WithJsonSchema({"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string"}]})]
 
 
 class _Block(BaseModel):
