@@ -96,13 +96,28 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         path.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs: dict[str, Any] = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
                                      else {"pool_pre_ping": True})
-    try:
-        if read_only:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                          grace_period=heartbeat_grace)
-    except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
-        raise UserError(_open_error(url, exc), file=source, key="storage") from None
+    for attempt in range(3):
+        try:
+            if read_only:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                              grace_period=heartbeat_grace)
+        except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
+            if attempt < 2 and _lost_creation_race(exc):
+                continue  # another process created the schema a moment ago: open what it made
+            raise UserError(_open_error(url, exc), file=source, key="storage") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_creation_race(exc: Exception) -> bool:
+    """Two processes opening a new database both create Optuna's tables: the slower one finds a table that
+    was not there a moment ago, or fails to insert the schema version on its unique key, though the
+    database is whole."""
+    from sqlalchemy.exc import DatabaseError
+
+    text = str(exc)
+    return isinstance(exc, DatabaseError) and ("already exists" in text or "alembic_version" in text
+                                               or "duplicate key" in text.lower())
 
 
 def open_study(cfg: StudyConfig, storage_url: str | None = None) -> tuple[optuna.Study, str]:

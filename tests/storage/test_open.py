@@ -184,3 +184,31 @@ def test_fresh_judges_liveness_by_the_ledgers_rule(tmp_path):
         conn.execute(sqlalchemy.text("UPDATE trials SET datetime_start = datetime(datetime_start, '-60 seconds')"))
     engine.dispose()
     assert archive_study(cfg, store)
+
+
+def _open_at_once(url: str, barrier, errors: list) -> None:
+    barrier.wait()
+    try:
+        open_storage(url)
+    except UserError as exc:
+        errors.append(str(exc))
+
+
+def test_processes_creating_one_new_database_at_once_all_open_it(tmp_path):
+    # A driver and a dashboard (or two drivers) started together on a fresh SQLite file both create
+    # Optuna's tables; the one that loses the race must open the database the other made.
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path}/race{round_}.db"
+        with ctx.Manager() as manager:
+            barrier, errors = manager.Barrier(4), manager.list()
+            procs = [ctx.Process(target=_open_at_once, args=(url, barrier, errors)) for _ in range(4)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join(120)
+            assert [p.exitcode for p in procs] == [0] * 4
+            assert list(errors) == []
+        assert optuna.get_all_study_summaries(open_storage(url, read_only=True)) == []

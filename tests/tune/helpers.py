@@ -52,8 +52,11 @@ def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 300, *
 def load(path: Path, storage: str | None = None) -> optuna.Study:
     from sksearch.config import load_study
 
+    from sksearch.storage.open import open_storage
+
     cfg = load_study(path)
-    return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url(storage))
+    # Read-only: a test that polls while the driver creates the database must not create tables itself.
+    return optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url(storage), read_only=True))
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
