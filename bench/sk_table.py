@@ -42,63 +42,45 @@ STUDY = REPO / "studies" / "sk_bench.yaml"
 TABLE = REPO / "bench" / "tables" / "sk_bench.json"
 
 
-def canonical(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """Without attention (M = 1, or summed paths) r and L build nothing: give them the base's values so two
-    such specs that differ only there count as one network."""
-    sk = spec["sk"]
-    if len(sk["branches"]) == 1 or sk["attention"] == "sum":
-        spec = {**spec, "sk": {**sk, "r": base["sk"]["r"], "L": base["sk"]["L"]}}
-    return spec
-
-
 class SpecChecker:
-    """The study's space, and sksearch's feasibility verdict (spec, MACs, constraints) of a sampled spec after
-    canonical(), cached: shared by the table's sampler and the replay's Optuna-driven searchers."""
+    """The study's space, and sksearch's feasibility verdict (spec, MACs, constraints) of a sampled spec,
+    cached by the network it builds (ArchSpec.identity): shared by the replay's Optuna-driven searchers."""
 
     def __init__(self, cfg: Any) -> None:
         from sksearch.search.space import SearchSpace
 
         self.cfg = cfg
         self.space = SearchSpace.load(cfg.space_path())
-        self.base = self.space.base.to_dict()
         self.geometry = cfg.geometry()
         self._checked: dict[str, Any] = {}
 
     def check(self, spec: dict[str, Any]) -> Any:
         from sksearch.search.feasibility import check_spec
+        from sksearch.spec import ArchSpec
 
-        spec = canonical(spec, self.base)
-        key = json.dumps(spec, sort_keys=True, default=str)
-        if key not in self._checked:
+        try:
+            key = ArchSpec.from_dict(spec).identity()
+        except Exception:  # not a valid spec: check_spec says why, uncached
+            key = None
+        if key is None or key not in self._checked:
             n, size = self.geometry
-            self._checked[key] = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
+            feas = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
+            if key is None:
+                return feas
+            self._checked[key] = feas
         return self._checked[key]
 
 
-def sample_specs(n: int, seed: int) -> list[dict[str, Any]]:
-    """n distinct feasible specs of the study's space, in the order a seeded random sampler draws them."""
-    import optuna
-
+def sample_specs(n: int, seed: int, study: Path = STUDY) -> list[dict[str, Any]]:
+    """n feasible specs of the study's space that build n different networks, in the order the dry run's
+    seeded random sampler draws them (sksearch.search.dryrun.distinct_networks)."""
     from sksearch.config import load_study
+    from sksearch.search.dryrun import distinct_networks
 
-    checker = SpecChecker(load_study(STUDY))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    specs, seen = [], set()
-    for _ in range(100 * n):
-        trial = sampler.ask()
-        feas = checker.check(checker.space.sample(trial))
-        sampler.tell(trial, 0.0)
-        if not feas.feasible:
-            continue
-        spec = feas.spec.to_dict()
-        key = json.dumps(spec, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            specs.append({"spec": spec, "macs": int(feas.macs), "params": int(feas.params)})
-        if len(specs) == n:
-            return specs
-    raise SystemExit(f"only {len(specs)} distinct feasible specs in {100 * n} draws")
+    found = distinct_networks(load_study(study), n, seed=seed, max_draws=100 * n)
+    if len(found) < n:
+        raise SystemExit(f"only {len(found)} distinct feasible networks in {100 * n} draws")
+    return [{"spec": f.spec.to_dict(), "macs": int(f.macs), "params": int(f.params)} for f in found]
 
 
 def train_row(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
@@ -108,8 +90,8 @@ def train_row(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
     from sksearch.search.trial import train_as_trial
     from sksearch.spec import ArchSpec
 
-    entry, seed = job
-    cfg = load_study(STUDY)
+    entry, seed, study = job
+    cfg = load_study(study)
     torch.set_num_threads(max(1, int(cfg.tune.resources_per_trial.cpu)))  # as a trial's worker does
     t0 = time.perf_counter()
     result = train_as_trial(cfg, ArchSpec.from_dict(entry["spec"]), seed=seed, epochs=cfg.max_epochs(),
@@ -119,13 +101,16 @@ def train_row(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
 
 
 def row_key(row: dict[str, Any]) -> str:
-    return json.dumps([row["spec"], row["seed"]], sort_keys=True)
+    """One row per network and seed: specs that build the same network (ArchSpec.identity) share a key."""
+    from sksearch.spec import ArchSpec
+
+    return json.dumps([ArchSpec.from_dict(row["spec"]).identity(), row["seed"]])
 
 
-def load_table(path: Path) -> dict[str, Any]:
+def load_table(path: Path, study: Path = STUDY) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
-    return {"study": yaml.safe_load(STUDY.read_text()), "rows": []}
+    return {"study": yaml.safe_load(study.read_text()), "rows": []}
 
 
 def write_table(path: Path, table: dict[str, Any]) -> None:
@@ -136,11 +121,12 @@ def write_table(path: Path, table: dict[str, Any]) -> None:
 
 
 def build(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    table = load_table(out)
+    study = Path(args.study)
+    out = Path(args.out or REPO / "bench" / "tables" / f"{study.stem}.json")
+    table = load_table(out, study)
     done = {row_key(r) for r in table["rows"]}
-    specs = sample_specs(args.specs, args.sample_seed)
-    jobs = [(s, 0) for s in specs] + [(s, k) for s in specs[:args.seeded] for k in range(1, args.seeds)]
+    specs = sample_specs(args.specs, args.sample_seed, study)
+    jobs = [(s, 0, study) for s in specs] + [(s, k, study) for s in specs[:args.seeded] for k in range(1, args.seeds)]
     todo = [j for j in jobs if row_key({"spec": j[0]["spec"], "seed": j[1]}) not in done]
     print(f"{len(jobs)} rows planned ({args.specs} specs, {args.seeded} of them x {args.seeds} seeds); "
           f"{len(jobs) - len(todo)} in {out} already, {len(todo)} to train", flush=True)
@@ -160,7 +146,7 @@ def reproduce(args: argparse.Namespace) -> None:
 
     from sksearch.storage import records
 
-    row = load_table(Path(args.out))["rows"][args.reproduce]
+    row = load_table(Path(args.out or TABLE))["rows"][args.reproduce]
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "row.yaml"
         space.write_text(yaml.safe_dump({"description": f"row {args.reproduce}", "base": row["spec"]}))
@@ -192,7 +178,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(TABLE))
+    p.add_argument("--study", default=str(STUDY), help="the study whose space and recipe make the table")
+    p.add_argument("--out", help="the table (default bench/tables/<study file name>.json)")
     p.add_argument("--reproduce", type=int, metavar="ROW", help="retrain row ROW with `sksearch run` and compare")
     args = p.parse_args()
     reproduce(args) if args.reproduce is not None else build(args)

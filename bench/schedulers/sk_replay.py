@@ -38,8 +38,10 @@ def features(spec: dict[str, Any]) -> tuple:
     """The searched fields of a spec, for the nearest-row distance."""
     sk = spec["sk"]
     paths = [(b["kernel"], b.get("dilation", 1)) for b in sk["branches"]]
-    return (tuple(spec["widths"]), sk["G"], sk["r"], sk["L"], sk["attention"], len(paths),
-            paths[1] if len(paths) > 1 else None, paths[2] if len(paths) > 2 else None)
+    # Without attention (M = 1 or summed paths) r and L build nothing (ArchSpec.identity): no distance there.
+    attends = len(paths) > 1 and sk.get("attention", "softmax") == "softmax"
+    return (tuple(spec["widths"]), sk["G"], sk["r"] if attends else None, sk["L"] if attends else None,
+            sk["attention"], len(paths), paths[1] if len(paths) > 1 else None, paths[2] if len(paths) > 2 else None)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ measures each spec on the meta device and prints settings, params, MACs and feas
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from typing import TextIO
+from typing import Iterator, TextIO
 
 import optuna
 
@@ -24,8 +25,9 @@ def _settings(feas: Feasibility, params: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def sample_specs(study: StudyConfig, n: int, *, seed: int | None = None) -> list[tuple[dict, Feasibility]]:
-    """N (sampled params, Feasibility) pairs from the study's space, seeded, storage untouched."""
+def iter_samples(study: StudyConfig, *, seed: int | None = None) -> Iterator[tuple[dict, Feasibility]]:
+    """(sampled params, Feasibility) pairs from the study's space without end, seeded, storage untouched:
+    what the dry run prints and what the benchmark tables are drawn from."""
     space = SearchSpace.load(study.space_path())
     study.geometry()  # a missing data folder fails here, before any sampling
     sampler = optuna.samplers.RandomSampler(seed=study.tune.sampler.seed if seed is None else seed)
@@ -35,11 +37,29 @@ def sample_specs(study: StudyConfig, n: int, *, seed: int | None = None) -> list
         scratch = optuna.create_study(sampler=sampler)  # in memory
     finally:
         optuna.logging.set_verbosity(verbosity)
-    out = []
-    for _ in range(n):
+    while True:
         trial = scratch.ask()
         feas = sample_feasibility(space, trial, study)
-        out.append((dict(trial.params), feas))
+        yield dict(trial.params), feas
+
+
+def sample_specs(study: StudyConfig, n: int, *, seed: int | None = None) -> list[tuple[dict, Feasibility]]:
+    """N (sampled params, Feasibility) pairs from the study's space, seeded, storage untouched."""
+    return list(itertools.islice(iter_samples(study, seed=seed), n))
+
+
+def distinct_networks(study: StudyConfig, n: int, *, seed: int | None = None,
+                      max_draws: int | None = None) -> list[Feasibility]:
+    """The first n feasible samples that build n different networks (ArchSpec.identity), in draw order."""
+    out, seen = [], set()
+    for i, (_, feas) in enumerate(iter_samples(study, seed=seed)):
+        if max_draws is not None and i >= max_draws:
+            break
+        if feas.feasible and feas.spec.identity() not in seen:
+            seen.add(feas.spec.identity())
+            out.append(feas)
+            if len(out) == n:
+                break
     return out
 
 
@@ -70,7 +90,7 @@ def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO 
         macs = [f.macs for f in feasible]
         summary += (f"; feasible params {format_count(min(params))}-{format_count(max(params))}, "
                     f"MACs {format_count(min(macs))}-{format_count(max(macs))}")
-    distinct = len({f.spec.key() for _, f in rows if f.spec is not None})
-    summary += f"; {distinct} distinct specs; {elapsed:.1f} s"
+    distinct = len({f.spec.identity() for _, f in rows if f.spec is not None})
+    summary += f"; {distinct} distinct networks; {elapsed:.1f} s"
     print(summary, file=out)
     return 0

@@ -128,4 +128,4 @@ def test_a_base_only_space_is_a_baseline(tmp_path: Path) -> None:
     lines = table(5, seed=0, study_path=tmp_path / "study.yaml")
     assert len(lines) == 2 + 5 + 1
     assert len({row.split(None, 1)[1] for row in lines[2:-1]}) == 1  # five times the same row
-    assert re.match(r"^5/5 feasible .*; 1 distinct specs;", lines[-1]), lines[-1]
+    assert re.match(r"^5/5 feasible .*; 1 distinct networks;", lines[-1]), lines[-1]
