@@ -26,7 +26,7 @@ STYLE = {
     "pruned": dict(name="pruned (stopped early; last accuracy)",
                    marker=dict(symbol="circle-open", size=8, color="#7f7f7f")),
     "partial": dict(name="complete, not full budget", marker=dict(symbol="circle-open", size=8, color="#bcbd22")),
-    "duplicate": dict(name="repeated spec (result copied, not trained)",
+    "duplicate": dict(name="repeated network (result copied from its twin, not trained)",
                       marker=dict(symbol="diamond-open", size=6, color="#9467bd")),
     "confirmation": dict(name="seed confirmation (a front trial retrained with another seed)",
                          marker=dict(symbol="triangle-up-open", size=7, color="#17becf")),

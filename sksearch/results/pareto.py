@@ -52,10 +52,26 @@ def full_fidelity_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def front_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
-    """Non-dominated full-fidelity feasible trials, cheapest first (by the first cost objective)."""
+    """Non-dominated full-fidelity feasible trials, cheapest first (by the first cost objective), each network
+    once: of two trials that trained the same network (ArchSpec.identity; two drivers racing, or a study
+    from before the identity check) only the first is a front member."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    front = pareto_front(full_fidelity_trials(trials), study.directions)
+    front = pareto_front(one_per_network(full_fidelity_trials(trials)), study.directions)
     return sorted(front, key=lambda t: tuple(_sort_key(t, study.directions)))
+
+
+def one_per_network(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The first trial (by number) of each network; trials without a valid spec are kept as they are."""
+    seen: set[str] = set()
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        ident = records.identity(t)
+        if ident is not None and ident in seen:
+            continue
+        if ident is not None:
+            seen.add(ident)
+        out.append(t)
+    return out
 
 
 def front_2d(accuracy: Sequence[float], cost: Sequence[float]) -> list[int]:

@@ -37,7 +37,7 @@ class ProgressPrinter:
             why = f"  ({e.error})" if e.error else ""
             line = f"{head} {e.state:<9} after {e.epochs_done} epochs, accuracy {acc}{why}"
         elif isinstance(e, p.Repeated):
-            line = f"{head} skipped   {e.label:<34} same spec as trial {e.of}: its result is copied"
+            line = f"{head} skipped   {e.label:<34} same network as trial {e.of}: its result is copied"
         elif isinstance(e, p.Infeasible):
             line = f"{head} skipped   {e.label:<34} infeasible: {e.reason}"
         else:
@@ -83,7 +83,7 @@ def budget_line(trials: Sequence[FrozenTrial], n_trials: int) -> str:
     status = [records.status(t) for t in trials]
     return (f"{used}/{n_trials} trials done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "
             f"pruned, {states[TrialState.FAIL]} failed; {status.count('infeasible')} infeasible and "
-            f"{status.count('duplicate')} repeated specs skipped"
+            f"{status.count('duplicate')} repeated networks skipped"
             + (f"; {status.count('confirmation')} seed confirmations, off the budget)" if 'confirmation' in status
                else ")"))
 

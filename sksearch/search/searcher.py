@@ -23,6 +23,7 @@ from sksearch.results.pareto import front_trials
 from sksearch.search import protocol
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.space import SearchSpace
+from sksearch.spec import ArchSpec
 
 MAX_SKIPPED_IN_A_ROW = 500  # infeasible samples in a row before the searcher gives up
 MAX_REPEATS_IN_A_ROW = 50   # already-trained samples in a row: the sampler has nothing new to offer
@@ -73,6 +74,7 @@ class StudySearcher(Searcher):
         # `run --confirm K`: retrain the front K more times with other seeds instead of searching.
         self.confirm = confirm
         self._tried: set[tuple[int, int]] = set()
+        self._identities: dict[int, str | None] = {}
         # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py). A trial
         # that ran out of device memory is recorded FAIL but does not count toward tune.max_failures.
         self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_oom)
@@ -123,7 +125,7 @@ class StudySearcher(Searcher):
             label = feas.spec.sk.label() if feas.spec is not None else "invalid"
             # Known before the constraints are set (Optuna keeps the first value): a repeated spec's copy
             # violates the `repeated` constraint, which keeps it off study.best_trials.
-            twin = self._trained_twin(spec_dict) if feas.feasible else None
+            twin = self._trained_twin(feas.spec) if feas.feasible else None
             st.set_constraints(trial, feas.constraints, repeated=twin is not None)
             st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
                               feas.select_macs, self.max_epochs)
@@ -179,13 +181,21 @@ class StudySearcher(Searcher):
         return dict(protocol.trial_config(trial.number, st.spec(original) or {}, params, macs, self.max_epochs,
                                           seed=seed))
 
-    def _trained_twin(self, spec: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-        """A full-fidelity trial of the same spec. Resume refuses a study file whose recipe changed, so the
-        twin was trained under this study's recipe."""
+    def _trained_twin(self, spec: ArchSpec) -> optuna.trial.FrozenTrial | None:
+        """A full-fidelity trial of the same network (ArchSpec.identity: r and L that give the same attention
+        widths, paths in another order, ...). Resume refuses a study file whose recipe changed, so the twin
+        was trained under this study's recipe."""
+        wanted = spec.identity()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if st.status(t) == "full" and st.spec(t) == spec:
+            if st.status(t) == "full" and self._identity_of(t) == wanted:
                 return t
         return None
+
+    def _identity_of(self, t: optuna.trial.FrozenTrial) -> str | None:
+        # A finished trial's spec never changes: validate it once per driver, not once per sample.
+        if t._trial_id not in self._identities:
+            self._identities[t._trial_id] = st.identity(t)
+        return self._identities[t._trial_id]
 
     def _idle_wait(self) -> None:
         # Ray polls suggest() in a loop; with nothing of ours running, do not hammer the database.

@@ -311,7 +311,7 @@ def explain(t: FrozenTrial) -> str:
     if s == "infeasible":
         return f"infeasible, never trained: {a.get(Key.INFEASIBLE, 'it violates a constraint')}"
     if s == "duplicate":
-        return f"same spec as trial {a.get(Key.DUPLICATE_OF)}: its result was copied, not trained"
+        return f"same network as trial {a.get(Key.DUPLICATE_OF)}: its result was copied, not trained"
     if s == "confirmation":
         return (f"trial {a.get(Key.CONFIRMS)} retrained with seed {a.get(Key.SEED)} to measure seed noise "
                 f"(off the budget and the front)")
@@ -371,6 +371,13 @@ def arch_spec(t: FrozenTrial) -> ArchSpec | None:
         return ArchSpec.model_validate(data)
     except Exception:
         return None
+
+
+def identity(t: FrozenTrial) -> str | None:
+    """The network the trial's spec builds (ArchSpec.identity: equal for specs that build the same network,
+    whatever their r, L or path order), or None without a valid spec."""
+    s = arch_spec(t)
+    return s.identity() if s is not None else None
 
 
 def label(t: FrozenTrial) -> str:

@@ -56,7 +56,7 @@ def test_group_count_that_does_not_transfer_exits_2_with_a_suggestion(results_st
 
 @pytest.mark.parametrize("tag, words", [("pruned_m3", "pruned after 1 of 3 epochs"),
                                         ("over_budget", "infeasible"), ("crashed", "CUDA out of memory"),
-                                        ("interrupted", "interrupted"), ("repeat_of_sknet29", "same spec as trial")])
+                                        ("interrupted", "interrupted"), ("repeat_of_sknet29", "same network as trial")])
 def test_unusable_trials_are_refused(results_study, tmp_path, capsys, tag, words):
     rc, _, _ = _export(results_study, tmp_path, "--trial", str(trial_by_tag(results_study, tag).number))
     assert rc == 2 and words in capsys.readouterr().err

@@ -27,6 +27,6 @@ def test_events_print_one_line_each():
     show(p.Infeasible(3, "SK[3, 8, 8]", "macs 9M > max_macs 5M"))
     lines = out.getvalue().splitlines()
     assert len(lines) == 5 and "2M" in lines[0] and "0.250" in lines[1] and "COMPLETE" in lines[2]
-    assert "same spec as trial 1" in lines[3] and "max_macs" in lines[4]
+    assert "same network as trial 1" in lines[3] and "max_macs" in lines[4]
     table = front_table([{"trial": 4, "label": "SK[2, 8, 8]", "accuracy": 0.5, "params": 1000, "macs": 2000}])
     assert table.splitlines()[2].split()[0] == "4"

@@ -170,12 +170,13 @@ def test_an_address_where_nothing_listens_is_refused_within_seconds(tmp_path, ca
 
 
 def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_study(tmp_path):
-    # A space with two points: each trains once, every later sample repeats one of them.
+    # A space of four specs and two networks (r builds nothing without attention): each network trains
+    # once, every later sample repeats one of them.
     space = tmp_path / "two_points.yaml"
     space.write_text("base:\n  backbone: resnext_cifar\n  depths: [1, 1, 1]\n  widths: [16, 32, 64]\n"
                      "  out_channels: [32, 64, 128]\n  stem_channels: 16\n"
                      "  sk: {G: 8, r: 8, L: 16, attention: sum, branches: [{kernel: 3}]}\n"
-                     "search:\n  sk.r: {choices: [4, 8]}\n")
+                     "search:\n  sk.G: {choices: [4, 8]}\n  sk.r: {choices: [4, 8]}\n")
     path = write_study(tmp_path, n_trials=3, epochs=1, concurrent=1)
     path.write_text(path.read_text().replace(str(load_study(path).space_path()), str(space)))
     out = io.StringIO()
@@ -183,6 +184,7 @@ def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_st
     study = load(path)
     trained = {t.number: t for t in counted(study)}
     assert len(trained) == 2 and all(t.state == TrialState.COMPLETE for t in trained.values())
+    assert {t.user_attrs["spec"]["sk"]["G"] for t in trained.values()} == {4, 8}  # the two networks
     copies = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
     assert copies and all(t.values == trained[t.user_attrs["duplicate_of"]].values
                           and not t.user_attrs["full_fidelity"] for t in copies)
