@@ -11,7 +11,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import re
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -96,17 +98,20 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         path.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs: dict[str, Any] = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
                                      else {"pool_pre_ping": True})
-    for attempt in range(3):
+    # The losers of a creation race retry until the winner has finished (it creates one table at a time,
+    # so a loser can trip over several in turn); a deadline, not a count, bounds the wait.
+    deadline = time.monotonic() + 30
+    while True:
         try:
             if read_only:
                 return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                               grace_period=heartbeat_grace)
         except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
-            if attempt < 2 and _lost_creation_race(exc):
-                continue  # another process created the schema a moment ago: open what it made
+            if _lost_creation_race(exc) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.05, 0.25))  # let the winner finish: open what it made
+                continue
             raise UserError(_open_error(url, exc), file=source, key="storage") from None
-    raise AssertionError("unreachable")
 
 
 def _lost_creation_race(exc: Exception) -> bool:
