@@ -180,9 +180,11 @@ class SchedulerConfig(_Block):
 
 
 class SamplerConfig(_Block):
-    type: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    type: Literal["tpe", "nsga2", "random", "gp", "ehvi"] = "tpe"
     seed: int | None = 0
-    n_startup_trials: int | None = Field(None, ge=0)  # tpe/gp: random trials before modelling
+    n_startup_trials: int | None = Field(None, ge=0)  # tpe/gp/ehvi: random trials before modelling
+    # ehvi: candidate specs drawn per proposal (search/proposals.py); each is counted on the meta device.
+    pool_size: int = Field(256, ge=8)
 
 
 def _one_gpu_at_most(gpu: float) -> float:

@@ -156,24 +156,28 @@ def _spec_sampler(table: SKTable) -> Any:
         {**table.study, "search_space": str(STUDY.parent / table.study["search_space"])}))
 
 
-class SksearchTPE:
-    """sksearch's own searcher, as StudySearcher drives it: make_sampler's TPE (multivariate, grouped,
-    constant liar), infeasible samples told at the worst accuracy with their constraint values and
-    resampled, a trial trained to max_t told (accuracy, MACs), a stopped one PRUNED (records.record_end)."""
+class SksearchSampler:
+    """sksearch's own searcher, as StudySearcher drives it, with one of make_sampler's samplers (TPE:
+    multivariate, grouped, constant liar; Optuna's GPSampler; ehvi: the FrontGainProposer's proposal
+    enqueued, as StudySearcher._enqueue_proposal does). Infeasible samples are told with their constraint
+    values and resampled; the row that answers a proposal is recorded as the trial's spec and costs
+    (records.record_sampled), its curve epoch by epoch (record_epoch), its end COMPLETE at max_t, else PRUNED
+    (record_end): the study the proposer reads is the one a real driver writes."""
 
-    name = "tpe"
-
-    def __init__(self, table: SKTable, order: int, workers: int, sampler: Any) -> None:
+    def __init__(self, table: SKTable, order: int, workers: int, sampler: Any, kind: str = "tpe") -> None:
         import optuna
 
+        from sksearch.search.proposals import FrontGainProposer
         from sksearch.search.samplers import make_sampler
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.name = kind
         self.table, self.s = table, sampler
         tune = sampler.cfg.tune.model_copy(update={
-            "max_concurrent": workers, "sampler": sampler.cfg.tune.sampler.model_copy(update={"type": "tpe", "seed": order})})
+            "max_concurrent": workers, "sampler": sampler.cfg.tune.sampler.model_copy(update={"type": kind, "seed": order})})
         self.cfg = sampler.cfg.model_copy(update={"tune": tune})
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(self.cfg))
+        self.proposer = FrontGainProposer(self.cfg, sampler.space) if kind == "ehvi" else None
         self.picker = RowPicker(table, np.random.default_rng([order, 2]))
         self.live: dict[int, Any] = {}
 
@@ -182,21 +186,29 @@ class SksearchTPE:
 
         if not self.picker.untried:
             return None
+        if self.proposer is not None and (proposal := self.proposer.propose(self.study)) is not None:
+            self.study.enqueue_trial(proposal.params)
         for _ in range(500):
             trial = self.study.ask()
             feas = self.s.check(self.s.space.sample(trial))
             st.set_constraints(trial, feas.constraints)
             if feas.feasible:
                 self.live[index] = trial
-                return self.picker.take_nearest(feas.spec.to_dict())
+                row = self.picker.take_nearest(feas.spec.to_dict())
+                r = self.table.rows[row]
+                st.record_sampled(trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
+                return row
             st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
         raise RuntimeError("500 infeasible samples in a row")
 
     def complete(self, index: int, row: int, epochs: int, result: dict) -> None:
         from sksearch.storage import records as st
 
-        r = self.table.rows[row]
-        st.record_end(self.study, self.live.pop(index), self.cfg, epochs_done=epochs, max_epochs=self.table.max_t,
+        r, trial = self.table.rows[row], self.live.pop(index)
+        history = list(result["history"])
+        st.record_epoch(self.study._storage, trial._trial_id, epoch=epochs, accuracy=result["accuracy"],
+                        history=history)
+        st.record_end(self.study, trial, self.cfg, epochs_done=epochs, max_epochs=self.table.max_t,
                       accuracy=result["accuracy"], params=r.params, macs=r.macs, error=None)
 
 
@@ -366,7 +378,7 @@ class Replay:
 
     def result(self, draw: RowDraw, epoch: int, seed: int) -> dict:
         return {"training_iteration": epoch, "accuracy": draw.curve[epoch - 1], "macs": int(draw.cost),
-                "params": draw.params}
+                "params": draw.params, "history": draw.curve[:epoch]}
 
     def epoch_time(self, draw: RowDraw) -> float:
         return self.table.rows[draw.row].seconds / len(draw.curve)
@@ -399,6 +411,10 @@ METHODS = {  # name: (searcher, scheduler)
     "random + Pareto-ASHA": ("random", "pareto_asha"),
     "TPE + Pareto-ASHA, Pareto order only": ("tpe", "pareto_order_only"),
     "TPE + Pareto-ASHA (sksearch)": ("tpe", "pareto_asha"),
+    "GPSampler + FIFO": ("gp", "fifo"),
+    "GPSampler + Pareto-ASHA": ("gp", "pareto_asha"),
+    "ehvi + FIFO": ("ehvi", "fifo"),
+    "ehvi + Pareto-ASHA (sksearch)": ("ehvi", "pareto_asha"),
 }
 
 
@@ -409,8 +425,8 @@ def replay(table: SKTable, method: str, order: int, *, budget: int, workers: int
     searcher_kind, scheduler_kind = METHODS[method]
     if searcher_kind == "random":
         searcher: Any = RandomSearch(table, order)
-    elif searcher_kind == "tpe":
-        searcher = SksearchTPE(table, order, workers, sampler or _spec_sampler(table))
+    elif searcher_kind in ("tpe", "gp", "ehvi"):
+        searcher = SksearchSampler(table, order, workers, sampler or _spec_sampler(table), searcher_kind)
     else:
         searcher = RayOptunaSearch(table, order, sampler or _spec_sampler(table))
     model = Replay(table, searcher, order)

@@ -25,10 +25,11 @@ def _settings(feas: Feasibility, params: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def iter_samples(study: StudyConfig, *, seed: int | None = None) -> Iterator[tuple[dict, Feasibility]]:
+def iter_samples(study: StudyConfig, *, seed: int | None = None,
+                 space: SearchSpace | None = None) -> Iterator[tuple[dict, Feasibility]]:
     """(sampled params, Feasibility) pairs from the study's space without end, seeded, storage untouched:
-    what the dry run prints and what the benchmark tables are drawn from."""
-    space = SearchSpace.load(study.space_path())
+    what the dry run prints, what the benchmark tables are drawn from and the ehvi proposer's pool."""
+    space = space or SearchSpace.load(study.space_path())
     study.geometry()  # a missing data folder fails here, before any sampling
     sampler = optuna.samplers.RandomSampler(seed=study.tune.sampler.seed if seed is None else seed)
     verbosity = optuna.logging.get_verbosity()

@@ -10,7 +10,9 @@ from sksearch.config import StudyConfig
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
     s = cfg.tune.sampler
     concurrent = cfg.tune.max_concurrent > 1
-    if s.type == "random":
+    if s.type in ("random", "ehvi"):
+        # ehvi: the proposer (search/proposals.py) enqueues each modelled proposal's parameters; the random
+        # sampler draws the first few trials and anything a proposal leaves open.
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.type == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, cfg.tune.n_trials // 3 or 4)))

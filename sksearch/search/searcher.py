@@ -22,6 +22,7 @@ from sksearch.config import StudyConfig
 from sksearch.results.pareto import front_trials
 from sksearch.search import protocol
 from sksearch.search.feasibility import sample_feasibility
+from sksearch.search.proposals import FrontGainProposer
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
@@ -75,6 +76,8 @@ class StudySearcher(Searcher):
         self.confirm = confirm
         self._tried: set[tuple[int, int]] = set()
         self._identities: dict[int, str | None] = {}
+        # tune.sampler.type ehvi: each slot's spec is proposed by its expected front gain and enqueued.
+        self.proposer = FrontGainProposer(cfg, space) if cfg.tune.sampler.type == "ehvi" else None
         # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py). A trial
         # that ran out of device memory is recorded FAIL but does not count toward tune.max_failures.
         self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_oom)
@@ -119,6 +122,7 @@ class StudySearcher(Searcher):
                 return Searcher.FINISHED
         duplicates = 0
         for _ in range(MAX_SKIPPED_IN_A_ROW):
+            self._enqueue_proposal()
             trial = self.ledger.ask()
             feas = sample_feasibility(self.space, trial, self.cfg)
             spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
@@ -161,6 +165,16 @@ class StudySearcher(Searcher):
             self.stop_reason = (f"{MAX_SKIPPED_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
                                 "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
         return Searcher.FINISHED
+
+    def _enqueue_proposal(self) -> None:
+        """ehvi: the pool's best candidate becomes the next trial's parameters (Optuna's enqueue_trial, so
+        the trial stays an ordinary define-by-run trial); none while the model starts up or the pool holds
+        no untried network, and then the random sampler draws."""
+        if self.proposer is None:
+            return
+        proposal = self.proposer.propose(self.study)
+        if proposal is not None:
+            self.study.enqueue_trial(proposal.params, user_attrs={st.Key.PROPOSAL: proposal.summary()})
 
     def _suggest_confirmation(self, trial_id: str) -> dict[str, Any] | None:
         """The next missing seed confirmation of a front trial, off the budget (no slot claimed)."""

@@ -51,6 +51,7 @@ class Key:
     INFEASIBLE = "infeasible"        # the reason; never trained
     DUPLICATE_OF = "duplicate_of"    # number of the full-fidelity twin whose result was copied
     CONFIRMS = "confirms"            # a seed confirmation: number of the front trial it retrains
+    PROPOSAL = "proposal"            # ehvi: the predicted accuracy and expected front gain that chose it
     SEED = "seed"                    # the training seed of a confirmation (others train with train.seed)
     # the budget ledger
     SLOT = "slot"                    # this trial holds one of n_trials

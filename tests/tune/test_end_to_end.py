@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from sksearch.config import load_study
 from sksearch.results.attention import attention_pointer
 from sksearch.search.tune import run_study
+from sksearch.storage import records as st
 
 from tests.tune.helpers import counted, load, write_study
 
@@ -209,3 +210,24 @@ def test_missing_cifar_stops_before_anything_starts(tmp_path, capsys):
     assert str(tmp_path / "nowhere" / "cifar-10-batches-py" / "data_batch_1") in err
     assert "dataset.root" in err and "download: true" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("optuna.db"))
+
+
+def test_the_ehvi_sampler_proposes_untried_networks_after_its_random_start(tmp_path):
+    # tune.sampler.type ehvi: two random trials, then each slot's spec is the proposer's (its prediction
+    # recorded on the trial), trained as an ordinary define-by-run trial, never a network already trained.
+    import yaml
+
+    path = write_study(tmp_path, n_trials=5, epochs=2, concurrent=2)
+    data = yaml.safe_load(path.read_text())
+    data["tune"]["sampler"] = {"type": "ehvi", "seed": 0, "n_startup_trials": 2, "pool_size": 32}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_study(load_study(path), out=io.StringIO()) == 0
+    study = load(path)
+    trained = sorted(counted(study), key=lambda t: t.number)
+    assert len(trained) == 5 and all(t.state == TrialState.COMPLETE for t in trained)
+    proposed = [t for t in trained if "proposal" in t.user_attrs]
+    assert len(proposed) >= 2  # slots after the first two observations
+    assert all(0 <= t.user_attrs["proposal"]["predicted_accuracy"] <= 1 for t in proposed)
+    assert all(t.params for t in proposed)  # the space's parameters, as any define-by-run trial has
+    identities = [st.identity(t) for t in trained]
+    assert len(set(identities)) == len(identities)

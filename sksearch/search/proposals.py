@@ -1,0 +1,299 @@
+"""`tune.sampler.type: ehvi`: proposals ranked by the front they would add.
+
+For each free slot: draw a pool of candidate specs from the space (define-by-run on an in-memory trial, as
+the dry run does), count each on the meta device, drop infeasible ones and networks already trained,
+running or proposed (ArchSpec.identity); predict each one's full-fidelity accuracy as a Gaussian; score it
+by the expected improvement of the front's hypervolume at its *known* cost (sksearch.front's closed form
+in two objectives); propose the best. The searcher enqueues the proposal's parameters on the study, so the
+trial is an ordinary define-by-run trial for storage, dashboard, resume and several drivers.
+
+The model: scikit-learn's Gaussian process (ARD Matern 5/2 + white noise) over spec features and the
+epoch. It learns from every observation the study holds: each epoch of every trial's accuracy_history,
+so pruned trials (their rungs), partial ones and seed confirmations teach it as full ones do. Why a GP:
+a few hundred observations at most, smooth in the features that matter (log cost, paths, attention
+width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
+trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
+spread out. The first few proposals are random (the model needs data).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sksearch.config import StudyConfig
+from sksearch.front import expected_hypervolume_improvement, hypervolume, is_pareto_front
+from sksearch.search.dryrun import iter_samples
+from sksearch.search.feasibility import Feasibility
+from sksearch.search.space import SearchSpace
+from sksearch.spec import ArchSpec
+from sksearch.storage import records as st
+
+COST_REFERENCE = 1.05  # as results.pareto.Normaliser: a cost at 1.05 x its scale adds no volume
+MAX_OBSERVATIONS = 600  # a GP fit is cubic in these; beyond, the oldest trials go
+RETUNE_GROWTH = 1.25    # the kernel's hyperparameters are re-optimised when the data grew by this factor
+
+
+def _on_ladder(epoch: int) -> bool:
+    """Epochs 1, 3, 9, 27, ... (where ASHA's rungs fall by default) and each curve's last are observed:
+    neighbouring epochs of one curve add little, and the fit is cubic in the observations."""
+    while epoch % 3 == 0:
+        epoch //= 3
+    return epoch == 1
+
+
+def spec_features(spec: ArchSpec, macs: float, params: float) -> list[float]:
+    """What the accuracy model sees of a network: its known costs, and the SK choices as numbers that do
+    not depend on path order or on r and L beyond the attention width they give (identity-consistent)."""
+    sk = spec.sk
+    channels = spec.sk_channels()
+    fields = [(b.kernel, b.dilation if b.kernel > 1 else 1) for b in sk.branches]
+    reach = [(k - 1) * d + 1 for k, d in fields]
+    attends = sk.attention == "softmax" and len(fields) > 1
+    width = np.mean([math.log2(sk.attention_width(c)) for c in channels]) if attends else 0.0
+    groups = np.mean([math.log2(sk.groups_for(b, c)) for b in sk.branches for c in channels])
+    return [
+        math.log2(max(macs, 1)), math.log2(max(params, 1)),
+        len(fields), float(attends), width, groups,
+        float(np.mean(reach)), float(max(reach)),
+        sum(k == 1 for k, _ in fields), sum(k >= 5 for k, _ in fields), sum(d > 1 for _, d in fields),
+        math.log2(spec.widths[0]), float(sum(spec.depths)),
+    ]
+
+
+@dataclass
+class Candidate:
+    params: dict[str, Any]     # the define-by-run values that make this spec (what the study is given)
+    feas: Feasibility
+    identity: str
+    features: list[float]
+
+
+@dataclass
+class Proposal:
+    params: dict[str, Any]
+    label: str
+    score: float               # expected hypervolume gain (normalised objectives)
+    mean: float                # predicted full-fidelity accuracy
+    sd: float
+
+    def summary(self) -> dict[str, float]:
+        return {"predicted_accuracy": round(self.mean, 4), "sd": round(self.sd, 4),
+                "expected_front_gain": float(f"{self.score:.4g}")}
+
+
+class FrontGainProposer:
+    def __init__(self, cfg: StudyConfig, space: SearchSpace, *, pool_size: int | None = None,
+                 n_startup: int | None = None) -> None:
+        self.cfg = cfg
+        self.space = space
+        s = cfg.tune.sampler
+        self.seed = s.seed or 0
+        self.pool_size = pool_size or s.pool_size
+        self.n_startup = n_startup if n_startup is not None else (
+            s.n_startup_trials if s.n_startup_trials is not None else max(4, 2 * cfg.tune.max_concurrent))
+        self.max_epochs = cfg.max_epochs()
+        self.cost_names = [o.metric for o in cfg.objectives if o.metric != "accuracy"]
+        self._features: dict[str, list[float]] = {}  # identity -> features of a trained or pending network
+        self._model_key: tuple | None = None
+        self._model: Any = None
+        self._kernel: Any = None  # the last optimised kernel, and how many observations it was tuned on
+        self._tuned_at = 0
+
+    # -- the pool -------------------------------------------------------------------------------------------
+    def pool(self, draw_seed: int) -> list[Candidate]:
+        """Up to pool_size feasible candidates of distinct networks, drawn at random from the space (the
+        dry run's sampling; counts are memoised by complexity.count)."""
+        out, seen = [], set()
+        for params, feas in itertools.islice(iter_samples(self.cfg, seed=draw_seed, space=self.space),
+                                             4 * self.pool_size):
+            if not feas.feasible or (ident := feas.spec.identity()) in seen:
+                continue
+            seen.add(ident)
+            out.append(Candidate(params, feas, ident, spec_features(feas.spec, feas.macs or 0, feas.params or 0)))
+            if len(out) >= self.pool_size:
+                break
+        return out
+
+    # -- what the study has seen ------------------------------------------------------------------------------
+    def _trial_features(self, t: FrozenTrial) -> tuple[str, list[float]] | None:
+        spec = st.arch_spec(t)
+        if spec is None:
+            return None
+        ident = spec.identity()
+        if ident not in self._features:
+            macs, params = st.cost(t, st.Key.MACS), st.cost(t, st.Key.PARAMS)
+            if macs is None or params is None:
+                return None
+            self._features[ident] = spec_features(spec, macs, params)
+        return ident, self._features[ident]
+
+    def observations(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
+        """(features + epoch, accuracy) of what every trial recorded, at the ladder's epochs and its last:
+        full, pruned, partial, confirmations, and failed ones up to their failure. Copies of a twin add
+        nothing new."""
+        rows: list[list[float]] = []
+        ys: list[float] = []
+        for t in sorted(trials, key=lambda t: -t.number):  # newest first: the cap drops the oldest
+            if st.status(t) in ("duplicate", "infeasible"):
+                continue
+            history = t.user_attrs.get(st.Key.ACCURACY_HISTORY) or []
+            got = self._trial_features(t) if history else None
+            if got is None:
+                continue
+            for epoch, acc in enumerate(history, 1):
+                if acc is None or not math.isfinite(acc):
+                    break
+                if epoch != len(history) and not _on_ladder(epoch):
+                    continue
+                rows.append(got[1] + [self._epoch_feature(epoch)])
+                ys.append(float(acc))
+            if len(rows) >= MAX_OBSERVATIONS:
+                break
+        return np.array(rows, dtype=float).reshape(len(rows), -1), np.array(ys, dtype=float)
+
+    def _epoch_feature(self, epoch: int) -> float:
+        return math.log(epoch) / math.log(self.max_epochs) if self.max_epochs > 1 else 1.0
+
+    # -- the model --------------------------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """The GP on (x, y). Its kernel's hyperparameters are optimised (marginal likelihood) when the data
+        has grown by RETUNE_GROWTH since the last time, else reused: a refit is then one solve."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        retune = self._kernel is None or len(y) >= RETUNE_GROWTH * self._tuned_at
+        if retune:
+            d = x.shape[1]
+            kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.ones(d), (1e-2, 1e3), nu=2.5)
+                      + WhiteKernel(1e-2, (1e-6, 1.0)))
+            gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=1,
+                                          random_state=self.seed)
+        else:
+            gp = GaussianProcessRegressor(self._kernel, normalize_y=True, optimizer=None)
+        model = make_pipeline(StandardScaler(), gp)
+        with warnings.catch_warnings():  # a length scale at its bound is fine: that feature does not matter
+            warnings.simplefilter("ignore")
+            model.fit(x, y)
+        if retune:
+            self._kernel, self._tuned_at = model[-1].kernel_, len(y)
+        return model
+
+    def predict(self, model: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of full-fidelity accuracy for rows of spec features."""
+        x = np.column_stack([features, np.full(len(features), self._epoch_feature(self.max_epochs))])
+        mean, sd = model.predict(x, return_std=True)
+        return np.clip(mean, 0.0, 1.0), np.maximum(sd, 1e-4)
+
+    # -- the proposal -----------------------------------------------------------------------------------------
+    def propose(self, study: optuna.Study, *, pending: Sequence[str] = ()) -> Proposal | None:
+        """The candidate with the largest expected front gain, or None while the study has too few
+        observations (the caller then samples at random) or the pool holds no untried network.
+        `pending` names identities proposed but not yet in the study."""
+        trials = study.get_trials(deepcopy=False)
+        observed = [t for t in trials if t.user_attrs.get(st.Key.ACCURACY_HISTORY)
+                    and st.status(t) not in ("duplicate", "infeasible")]
+        if len(observed) < self.n_startup:
+            return None
+        taken = set(pending)
+        running: list[list[float]] = []
+        for t in trials:
+            if t.state == TrialState.RUNNING or st.status(t) in ("full", "partial", "pruned", "confirmation"):
+                got = self._trial_features(t)
+                if got is not None:
+                    taken.add(got[0])
+                    if t.state == TrialState.RUNNING:
+                        running.append(got[1])
+        pool = [c for c in self.pool(draw_seed=self.seed * 100_003 + len(trials)) if c.identity not in taken]
+        if not pool:
+            return None
+        x, y = self.observations(trials)
+        key = (len(y), float(y.sum()))
+        if key != self._model_key:
+            self._model, self._model_key = self.fit(x, y), key
+        model = self._model
+
+        front, scales = self._front(trials, pool)
+        if running:  # constant liar: running trials at their predicted mean
+            mean, _ = self.predict(model, np.array(running))
+            costs = [self._cost_of_features(f, scales) for f in running]
+            front = self._merge(front, [[1 - m, *c] for m, c in zip(mean, costs)])
+        reference = np.array([1.0] + [COST_REFERENCE] * len(self.cost_names))
+        mean, sd = self.predict(model, np.array([c.features for c in pool]))
+        scores = np.array([self._gain(front, reference, self._cost(c.feas, scales), 1 - m, s)
+                           for c, m, s in zip(pool, mean, sd)])
+        if not np.any(scores > 0):  # nothing expected to add volume: the most promising by optimism
+            scores = mean + sd
+        best = int(np.argmax(scores))
+        c = pool[best]
+        return Proposal(c.params, c.feas.spec.sk.label(), float(scores[best]), float(mean[best]), float(sd[best]))
+
+    def _scales(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> list[float]:
+        budgets = {"macs": self.cfg.constraints.max_macs, "params": self.cfg.constraints.max_params}
+        out = []
+        for name in self.cost_names:
+            seen = [float(getattr(c.feas, name) or 0) for c in pool]
+            seen += [float(v) for t in trials if (v := st.cost(t, name)) is not None]
+            out.append(float(budgets.get(name) or max(seen, default=1.0)) or 1.0)
+        return out
+
+    def _cost(self, feas: Feasibility, scales: Sequence[float]) -> list[float]:
+        return [float(getattr(feas, n) or 0) / s for n, s in zip(self.cost_names, scales)]
+
+    def _cost_of_features(self, features: Sequence[float], scales: Sequence[float]) -> list[float]:
+        # spec_features starts with log2 MACs, log2 params
+        known = {"macs": 2 ** features[0], "params": 2 ** features[1]}
+        return [known[n] / s for n, s in zip(self.cost_names, scales)]
+
+    def _front(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> tuple[np.ndarray, list[float]]:
+        """The full-fidelity front as normalised losses [1 - accuracy, cost / scale, ...]."""
+        scales = self._scales(trials, pool)
+        points = []
+        for t in trials:
+            if st.status(t) != "full" or t.values is None:
+                continue
+            acc = st.cost(t, st.Key.ACCURACY)
+            acc = t.values[0] if acc is None else acc
+            costs = [st.cost(t, n) for n in self.cost_names]
+            if any(c is None for c in costs):
+                continue
+            points.append([1 - float(acc), *(float(c) / s for c, s in zip(costs, scales))])
+        return self._merge(np.empty((0, 1 + len(self.cost_names))), points), scales
+
+    @staticmethod
+    def _merge(front: np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray:
+        allp = np.vstack([front, np.asarray(points, dtype=float).reshape(-1, front.shape[1])])
+        return allp[is_pareto_front(allp)] if len(allp) else allp
+
+    @staticmethod
+    def _gain(front: np.ndarray, reference: np.ndarray, cost: Sequence[float], loss_mean: float,
+              loss_sd: float) -> float:
+        if len(cost) == 0:  # accuracy alone: the expected improvement over the best loss
+            best = float(front[:, 0].min()) if len(front) else float(reference[0])
+            z = (best - loss_mean) / loss_sd
+            from scipy.stats import norm
+
+            return float((best - loss_mean) * norm.cdf(z) + loss_sd * norm.pdf(z))
+        if len(cost) == 1:
+            return expected_hypervolume_improvement(front, reference, cost[0], loss_mean, loss_sd)
+        # More than one cost: the expectation over accuracy quantiles (costs known, volume by Optuna's code).
+        from scipy.stats import norm
+
+        base = hypervolume(front, reference) if len(front) else 0.0
+        gains = []
+        for q in norm.ppf(np.linspace(0.05, 0.95, 10)):
+            point = np.array([[loss_mean + q * loss_sd, *cost]])
+            if np.any(point >= reference):
+                gains.append(0.0)
+                continue
+            merged = FrontGainProposer._merge(front, point)
+            gains.append(hypervolume(merged, reference) - base)
+        return float(np.mean(gains))
