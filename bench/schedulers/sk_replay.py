@@ -78,7 +78,7 @@ class SKTable:
 
     def front_rows(self) -> list[Row]:
         """The true front: the specs no other spec beats on both mean final accuracy and MACs."""
-        from sksearch.results.pareto import nondomination_ranks
+        from sksearch.front import nondomination_ranks
 
         ranks = nondomination_ranks(np.array([[-r.final, r.macs] for r in self.rows], dtype=float))
         return [r for r, k in zip(self.rows, ranks) if k == 0]
@@ -101,11 +101,9 @@ class SKTable:
         return np.array([[(1 - a - e0) / ew, (math.log10(m) - c0) / cw] for a, m in points]).reshape(-1, 2)
 
     def hypervolume(self, points: Sequence[tuple[float, float]]) -> float:
-        from sksearch.results.pareto import compute_hypervolume
+        from sksearch.front import hypervolume
 
-        losses = self.losses(points)
-        losses = losses[np.all(losses <= REFERENCE, axis=1)]  # outside the reference box a point adds nothing
-        return float(compute_hypervolume(losses, REFERENCE)) if len(losses) else 0.0
+        return hypervolume(self.losses(points), REFERENCE)  # outside the reference box a point adds nothing
 
     def true_hypervolume(self) -> float:
         return self.hypervolume([(r.final, r.macs) for r in self.rows])
