@@ -66,7 +66,7 @@ def _epochs(x: float) -> str:
 
 
 def report(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], budgets: list[int],
-           targets: list[float], full_budget: int) -> str:
+           targets: list[float], full_budget: int, ours: str = OURS) -> str:
     from scipy.stats import binomtest
 
     def sign_test(wins: int, losses: int) -> str:
@@ -100,14 +100,14 @@ def report(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], b
                  f"{len(front)}); trials and epochs run until the table or the budget ran out:\n")
     lines.append(markdown_table(head + ["front specs stopped", "trials run", "epochs run"], rows) + "\n")
 
-    if OURS in methods:
+    if ours in methods:
         rows = []
         for m in methods:
-            if m == OURS:
+            if m == ours:
                 continue
             cells = [m]
             for q in targets:
-                pair = np.column_stack([reach[OURS, q], reach[m, q]])
+                pair = np.column_stack([reach[ours, q], reach[m, q]])
                 faster, slower = int(np.sum(pair[:, 0] < pair[:, 1])), int(np.sum(pair[:, 0] > pair[:, 1]))
                 if math.isinf(np.median(pair[:, 1])):
                     cells.append("- (its median order never gets there)")
@@ -119,7 +119,7 @@ def report(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], b
         head = ["vs"]
         for q in targets:
             head += [f"ratio to {q:.0%}", "orders faster / slower (sign test)"]
-        lines.append(f"{OURS}'s epochs as a ratio of each method's (ratio of medians, paired bootstrap 95 %):\n")
+        lines.append(f"{ours}'s epochs as a ratio of each method's (ratio of medians, paired bootstrap 95 %):\n")
         lines.append(markdown_table(head, rows) + "\n")
 
     for budget in budgets:
@@ -128,9 +128,9 @@ def report(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], b
         for m in methods:
             hv, best = at[m][:, 0] / true_hv, at[m][:, 1]
             cells = [m, f"{hv.mean():.3f} ± {hv.std():.3f}", f"{best.mean():.3f}"]
-            if m != OURS and OURS in at:
-                ours = at[OURS][:, 0]
-                wins, losses = int(np.sum(ours > at[m][:, 0])), int(np.sum(ours < at[m][:, 0]))
+            if m != ours and ours in at:
+                mine = at[ours][:, 0]
+                wins, losses = int(np.sum(mine > at[m][:, 0])), int(np.sum(mine < at[m][:, 0]))
                 cells += [f"{wins} / {losses}", sign_test(wins, losses)]
             else:
                 cells += ["-", "-"]
@@ -143,7 +143,8 @@ def report(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], b
     return "\n".join(lines)
 
 
-def anytime_figure(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], full_budget: int, out: Path) -> Path:
+def anytime_figure(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Trace]], full_budget: int, out: Path,
+                   ours: str = OURS) -> Path:
     """Median hypervolume regret (1 - HV / true front's HV, log scale) against epochs spent, one line per
     method: the log scale shows the approach to the true front, which a linear HV axis squashes near 1."""
     import plotly.graph_objects as go
@@ -154,7 +155,7 @@ def anytime_figure(table: sk_replay.SKTable, traces: dict[str, list[sk_replay.Tr
     for m, ts in traces.items():
         regret = np.median([[1 - t.at(int(b))[0] / true_hv for b in grid] for t in ts], axis=0)
         fig.add_trace(go.Scatter(x=grid, y=np.maximum(regret, 1e-4), mode="lines", name=m,
-                                 line={"width": 4 if m == OURS else 1.5}))
+                                 line={"width": 4 if m == ours else 1.5}))
     for level, text in ((0.1, "90 % of the true front's hypervolume"), (0.01, "99 %")):
         fig.add_hline(y=level, line_dash="dot")
         # On a log axis an annotation's y is log10 of the value.
@@ -191,8 +192,6 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=list(sk_replay.METHODS), choices=list(sk_replay.METHODS))
     p.add_argument("--out", default=str(HERE.parents[1] / "bench" / "results" / "sk_table"))
     args = p.parse_args()
-    global OURS
-    OURS = args.ours
 
     table = sk_replay.SKTable.load(Path(args.table))
     full_budget = table.max_t * len(table.rows)
@@ -209,8 +208,8 @@ def main() -> None:
     print(f"replayed in {time.perf_counter() - start:.0f} s\n")
     budgets = [int(b) for b in args.budgets.split(",")]
     targets = [float(q) for q in args.targets.split(",")]
-    print(report(table, traces, budgets, targets, full_budget))
-    print(f"anytime curves: {anytime_figure(table, traces, full_budget, Path(args.out))}")
+    print(report(table, traces, budgets, targets, full_budget, args.ours))
+    print(f"anytime curves: {anytime_figure(table, traces, full_budget, Path(args.out), args.ours)}")
 
 
 if __name__ == "__main__":
