@@ -102,7 +102,7 @@ def _norm_pdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
 
-def _expected_positive_part(a: np.ndarray, mean: float, sd: float) -> np.ndarray:
+def expected_positive_part(a: np.ndarray, mean: float, sd: float) -> np.ndarray:
     """E[max(a - Y, 0)] for Y ~ N(mean, sd^2), elementwise over a (sd 0: the plain difference)."""
     a = np.asarray(a, dtype=float)
     if sd <= 0.0:
@@ -129,4 +129,4 @@ def expected_hypervolume_improvement(front: np.ndarray, reference: np.ndarray, c
     edges = np.unique(np.concatenate([[cost], pts[:, 1][pts[:, 1] > cost], [reference[1]]]))
     lefts, widths = edges[:-1], np.diff(edges)
     heights = np.array([min([reference[0], *pts[:, 0][pts[:, 1] <= c]]) for c in lefts])
-    return float(np.sum(widths * _expected_positive_part(heights, loss_mean, loss_sd)))
+    return float(np.sum(widths * expected_positive_part(heights, loss_mean, loss_sd)))

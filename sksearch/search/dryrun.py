@@ -49,19 +49,21 @@ def sample_specs(study: StudyConfig, n: int, *, seed: int | None = None) -> list
     return list(itertools.islice(iter_samples(study, seed=seed), n))
 
 
+def iter_distinct(study: StudyConfig, *, seed: int | None = None, space: SearchSpace | None = None,
+                  max_draws: int | None = None) -> Iterator[tuple[dict, Feasibility]]:
+    """The feasible samples of iter_samples that build a network not drawn before (ArchSpec.identity), in
+    draw order, from at most max_draws samples."""
+    seen = set()
+    for params, feas in itertools.islice(iter_samples(study, seed=seed, space=space), max_draws):
+        if feas.feasible and (ident := feas.spec.identity()) not in seen:
+            seen.add(ident)
+            yield params, feas
+
+
 def distinct_networks(study: StudyConfig, n: int, *, seed: int | None = None,
                       max_draws: int | None = None) -> list[Feasibility]:
     """The first n feasible samples that build n different networks (ArchSpec.identity), in draw order."""
-    out, seen = [], set()
-    for i, (_, feas) in enumerate(iter_samples(study, seed=seed)):
-        if max_draws is not None and i >= max_draws:
-            break
-        if feas.feasible and feas.spec.identity() not in seen:
-            seen.add(feas.spec.identity())
-            out.append(feas)
-            if len(out) == n:
-                break
-    return out
+    return [feas for _, feas in itertools.islice(iter_distinct(study, seed=seed, max_draws=max_draws), n)]
 
 
 def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO | None = None) -> int:

@@ -1,15 +1,15 @@
 """`tune.sampler.type: ehvi`: proposals ranked by the front they would add.
 
 For each free slot: draw a pool of candidate specs from the space (define-by-run on an in-memory trial, as
-the dry run does), count each on the meta device, drop infeasible ones and networks already trained,
-running or proposed (ArchSpec.identity); predict each one's full-fidelity accuracy as a Gaussian; score it
+the dry run does), count each on the meta device, drop infeasible ones and networks already trained
+or running (ArchSpec.identity); predict each one's full-fidelity accuracy as a Gaussian; score it
 by the expected improvement of the front's hypervolume at its *known* cost (sksearch.front's closed form
 in two objectives); propose the best. The searcher enqueues the proposal's parameters on the study, so the
 trial is an ordinary define-by-run trial for storage, dashboard, resume and several drivers.
 
 The model: scikit-learn's Gaussian process (ARD Matern 5/2 + white noise) over spec features and the
-epoch. It learns from every observation the study holds: each epoch of every trial's accuracy_history,
-so pruned trials (their rungs), partial ones and seed confirmations teach it as full ones do. Why a GP:
+epoch. It learns from every trial the study holds: its accuracy_history at epochs 1, 3, 9, ... and its
+last, so pruned trials (their rungs), partial ones and seed confirmations teach it as full ones do. Why a GP:
 a few hundred observations at most, smooth in the features that matter (log cost, paths, attention
 width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
 trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
@@ -28,8 +28,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.config import StudyConfig
-from sksearch.front import expected_hypervolume_improvement, hypervolume, is_pareto_front
-from sksearch.search.dryrun import iter_samples
+from sksearch.front import (expected_hypervolume_improvement, expected_positive_part, hypervolume,
+                             is_pareto_front)
+from sksearch.search.dryrun import iter_distinct
 from sksearch.search.feasibility import Feasibility
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
@@ -78,7 +79,6 @@ class Candidate:
 @dataclass
 class Proposal:
     params: dict[str, Any]
-    label: str
     score: float               # expected hypervolume gain (normalised objectives)
     mean: float                # predicted full-fidelity accuracy
     sd: float
@@ -100,7 +100,7 @@ class FrontGainProposer:
             s.n_startup_trials if s.n_startup_trials is not None else max(4, 2 * cfg.tune.max_concurrent))
         self.max_epochs = cfg.max_epochs()
         self.cost_names = [o.metric for o in cfg.objectives if o.metric != "accuracy"]
-        self._features: dict[str, list[float]] = {}  # identity -> features of a trained or pending network
+        self._by_trial: dict[int, tuple[str, list[float]]] = {}  # trial id -> (identity, features)
         self._model_key: tuple | None = None
         self._model: Any = None
         self._kernel: Any = None  # the last optimised kernel, and how many observations it was tuned on
@@ -110,29 +110,22 @@ class FrontGainProposer:
     def pool(self, draw_seed: int) -> list[Candidate]:
         """Up to pool_size feasible candidates of distinct networks, drawn at random from the space (the
         dry run's sampling; counts are memoised by complexity.count)."""
-        out, seen = [], set()
-        for params, feas in itertools.islice(iter_samples(self.cfg, seed=draw_seed, space=self.space),
-                                             4 * self.pool_size):
-            if not feas.feasible or (ident := feas.spec.identity()) in seen:
-                continue
-            seen.add(ident)
-            out.append(Candidate(params, feas, ident, spec_features(feas.spec, feas.macs or 0, feas.params or 0)))
-            if len(out) >= self.pool_size:
-                break
-        return out
+        drawn = iter_distinct(self.cfg, seed=draw_seed, space=self.space, max_draws=4 * self.pool_size)
+        return [Candidate(params, feas, feas.spec.identity(),
+                          spec_features(feas.spec, feas.macs or 0, feas.params or 0))
+                for params, feas in itertools.islice(drawn, self.pool_size)]
 
     # -- what the study has seen ------------------------------------------------------------------------------
     def _trial_features(self, t: FrozenTrial) -> tuple[str, list[float]] | None:
+        # A trial's spec and costs never change once recorded: validate them once per trial, not per proposal.
+        if t._trial_id in self._by_trial:
+            return self._by_trial[t._trial_id]
         spec = st.arch_spec(t)
-        if spec is None:
-            return None
-        ident = spec.identity()
-        if ident not in self._features:
-            macs, params = st.cost(t, st.Key.MACS), st.cost(t, st.Key.PARAMS)
-            if macs is None or params is None:
-                return None
-            self._features[ident] = spec_features(spec, macs, params)
-        return ident, self._features[ident]
+        macs, params = st.cost(t, st.Key.MACS), st.cost(t, st.Key.PARAMS)
+        if spec is None or macs is None or params is None:
+            return None  # not recorded yet (a trial between ask and record_sampled): look again next time
+        self._by_trial[t._trial_id] = spec.identity(), spec_features(spec, macs, params)
+        return self._by_trial[t._trial_id]
 
     def observations(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
         """(features + epoch, accuracy) of what every trial recorded, at the ladder's epochs and its last:
@@ -194,24 +187,23 @@ class FrontGainProposer:
         return np.clip(mean, 0.0, 1.0), np.maximum(sd, 1e-4)
 
     # -- the proposal -----------------------------------------------------------------------------------------
-    def propose(self, study: optuna.Study, *, pending: Sequence[str] = ()) -> Proposal | None:
+    def propose(self, study: optuna.Study) -> Proposal | None:
         """The candidate with the largest expected front gain, or None while the study has too few
-        observations (the caller then samples at random) or the pool holds no untried network.
-        `pending` names identities proposed but not yet in the study."""
+        observations (the caller then samples at random) or the pool holds no untried network."""
         trials = study.get_trials(deepcopy=False)
         observed = [t for t in trials if t.user_attrs.get(st.Key.ACCURACY_HISTORY)
                     and st.status(t) not in ("duplicate", "infeasible")]
         if len(observed) < self.n_startup:
             return None
-        taken = set(pending)
-        running: list[list[float]] = []
+        taken: set[str] = set()
+        running: list[tuple[FrozenTrial, list[float]]] = []
         for t in trials:
             if t.state == TrialState.RUNNING or st.status(t) in ("full", "partial", "pruned", "confirmation"):
                 got = self._trial_features(t)
                 if got is not None:
                     taken.add(got[0])
                     if t.state == TrialState.RUNNING:
-                        running.append(got[1])
+                        running.append((t, got[1]))
         pool = [c for c in self.pool(draw_seed=self.seed * 100_003 + len(trials)) if c.identity not in taken]
         if not pool:
             return None
@@ -223,8 +215,8 @@ class FrontGainProposer:
 
         front, scales = self._front(trials, pool)
         if running:  # constant liar: running trials at their predicted mean
-            mean, _ = self.predict(model, np.array(running))
-            costs = [self._cost_of_features(f, scales) for f in running]
+            mean, _ = self.predict(model, np.array([f for _, f in running]))
+            costs = [self._trial_costs(t, scales) for t, _ in running]
             front = self._merge(front, [[1 - m, *c] for m, c in zip(mean, costs)])
         reference = np.array([1.0] + [COST_REFERENCE] * len(self.cost_names))
         mean, sd = self.predict(model, np.array([c.features for c in pool]))
@@ -234,7 +226,7 @@ class FrontGainProposer:
             scores = mean + sd
         best = int(np.argmax(scores))
         c = pool[best]
-        return Proposal(c.params, c.feas.spec.sk.label(), float(scores[best]), float(mean[best]), float(sd[best]))
+        return Proposal(c.params, float(scores[best]), float(mean[best]), float(sd[best]))
 
     def _scales(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> list[float]:
         budgets = {"macs": self.cfg.constraints.max_macs, "params": self.cfg.constraints.max_params}
@@ -248,10 +240,9 @@ class FrontGainProposer:
     def _cost(self, feas: Feasibility, scales: Sequence[float]) -> list[float]:
         return [float(getattr(feas, n) or 0) / s for n, s in zip(self.cost_names, scales)]
 
-    def _cost_of_features(self, features: Sequence[float], scales: Sequence[float]) -> list[float]:
-        # spec_features starts with log2 MACs, log2 params
-        known = {"macs": 2 ** features[0], "params": 2 ** features[1]}
-        return [known[n] / s for n, s in zip(self.cost_names, scales)]
+    def _trial_costs(self, t: FrozenTrial, scales: Sequence[float]) -> list[float] | None:
+        costs = [st.cost(t, n) for n in self.cost_names]
+        return None if any(c is None for c in costs) else [float(c) / s for c, s in zip(costs, scales)]
 
     def _front(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> tuple[np.ndarray, list[float]]:
         """The full-fidelity front as normalised losses [1 - accuracy, cost / scale, ...]."""
@@ -262,10 +253,9 @@ class FrontGainProposer:
                 continue
             acc = st.cost(t, st.Key.ACCURACY)
             acc = t.values[0] if acc is None else acc
-            costs = [st.cost(t, n) for n in self.cost_names]
-            if any(c is None for c in costs):
-                continue
-            points.append([1 - float(acc), *(float(c) / s for c, s in zip(costs, scales))])
+            costs = self._trial_costs(t, scales)
+            if costs is not None:
+                points.append([1 - float(acc), *costs])
         return self._merge(np.empty((0, 1 + len(self.cost_names))), points), scales
 
     @staticmethod
@@ -278,10 +268,7 @@ class FrontGainProposer:
               loss_sd: float) -> float:
         if len(cost) == 0:  # accuracy alone: the expected improvement over the best loss
             best = float(front[:, 0].min()) if len(front) else float(reference[0])
-            z = (best - loss_mean) / loss_sd
-            from scipy.stats import norm
-
-            return float((best - loss_mean) * norm.cdf(z) + loss_sd * norm.pdf(z))
+            return float(expected_positive_part(best, loss_mean, loss_sd))
         if len(cost) == 1:
             return expected_hypervolume_improvement(front, reference, cost[0], loss_mean, loss_sd)
         # More than one cost: the expectation over accuracy quantiles (costs known, volume by Optuna's code).

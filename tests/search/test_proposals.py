@@ -7,7 +7,7 @@ import optuna
 import yaml
 
 from sksearch.config import load_study
-from sksearch.search.dryrun import iter_samples
+from sksearch.search.dryrun import iter_distinct
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.proposals import FrontGainProposer
 from sksearch.search.space import SearchSpace
@@ -49,14 +49,7 @@ def _train(study, cfg, space, params: dict, history: list[float]) -> optuna.Tria
 
 def _networks(cfg, n, seed=0):
     """n (params, Feasibility) of distinct feasible networks, in draw order."""
-    out, seen = [], set()
-    for params, feas in itertools.islice(iter_samples(cfg, seed=seed), 3000):
-        if feas.feasible and feas.spec.identity() not in seen:
-            seen.add(feas.spec.identity())
-            out.append((params, feas))
-            if len(out) == n:
-                return out
-    return out
+    return list(itertools.islice(iter_distinct(cfg, seed=seed, max_draws=3000), n))
 
 
 def _curve(feas, final: float) -> list[float]:
