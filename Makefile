@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-gpu bench clean
+.PHONY: install demo test test-fast test-serial test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,19 @@ install: $(DEV_STAMP)
 demo: $(STAMP)
 	$(PY) -m sksearch.run studies/quickstart.yaml
 
+# The suite on $(TEST_WORKERS) pytest-xdist workers (most tests wait on Ray, subprocesses or a database, so
+# more workers than cores overlap the waiting), in a new random order each run (pytest-randomly prints the
+# seed; --randomly-seed=N repeats an order). test-serial runs it in one process; test-fast skips the tests
+# marked slow (real Ray runs, subprocess drivers, DDP), for the inner loop.
+TEST_WORKERS ?= 4
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
+
+test-serial: $(DEV_STAMP)
+	$(PY) -m pytest -q -p no:xdist --durations=15
+
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # GPU-only tests (marker gpu; they skip without CUDA). No install step: a GPU machine without network runs
 # them with its own python and the carried wheels, e.g. `make test-gpu PY=python3`.

@@ -1,10 +1,16 @@
 """Fixtures shared by the whole suite."""
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import pytest
 import torch
+
+from tests.tune.helpers import MYSQL_URL, PG_URL, reachable
+
+# The suite's time recorder (bench/test_time.py) and its check that a run leaves nothing behind.
+pytest_plugins = ["tests.timing", "tests.leftovers"]
 
 
 @pytest.fixture
@@ -15,3 +21,54 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist, a database of this worker's own on the same server (created if missing), so that
+    workers never share tables: the same URL otherwise."""
+    import sqlalchemy
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = sqlalchemy.engine.make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if base.get_backend_name() == "postgresql":
+                if not conn.execute(sqlalchemy.text("select 1 from pg_database where datname = :n"), {"n": name}).scalar():
+                    conn.execute(sqlalchemy.text(f'create database "{name}"'))
+            else:
+                conn.execute(sqlalchemy.text(f"create database if not exists `{name}`"))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL test server (127.0.0.1:5432 unless SKSEARCH_TEST_POSTGRES says), this worker's database."""
+    problem = reachable(PG_URL)
+    if problem:
+        if os.environ.get("SKSEARCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (SKSEARCH_REQUIRE_POSTGRES=1) but {PG_URL} fails: {problem}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {problem}")
+    return _worker_database(PG_URL)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """The MySQL/MariaDB test server (127.0.0.1:3306 unless SKSEARCH_TEST_MYSQL says), this worker's database."""
+    problem = reachable(MYSQL_URL)
+    if problem:
+        pytest.skip(f"no MySQL/MariaDB at {MYSQL_URL}: {problem}")
+    return _worker_database(MYSQL_URL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of tests/tune/ runs the main job for real (Ray, subprocess drivers, databases): all are slow.
+    Slow tests elsewhere carry @pytest.mark.slow themselves. `make test-fast` runs the rest."""
+    for item in items:
+        if "/tests/tune/" in str(item.path):
+            item.add_marker(pytest.mark.slow)

@@ -20,7 +20,14 @@ RAY_ENV = {
     # A crashed trial reports {"error": ...} without accuracy; the searcher records it FAIL.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100000",
+    # A worker reused for the next trial (reuse_actors) first waits for the last trial's thread to end, 2 s by
+    # default. A trial that a scheduler stops unwinds slower than that on a loaded machine; the reuse then
+    # fails, and Ray errors the new trial without telling the searcher, whose concurrency limit then waits
+    # for it for ever (seen as a study that hangs after a pruned trial). Waiting longer costs nothing.
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120",
 }
+# What Ray's worker processes read: a cluster's workers do not inherit the driver's environment.
+WORKER_ENV = ("TUNE_FUNCTION_THREAD_TIMEOUT_S",)
 
 
 def configure_ray_env() -> None:
@@ -53,7 +60,7 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
     if address:
         probe(address)
         try:
-            ray.init(address=address, **kwargs)
+            ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV}}, **kwargs)
         except Exception as exc:
             hint = ""
             if "auth" in str(exc).lower() and not os.environ.get("RAY_AUTH_MODE"):

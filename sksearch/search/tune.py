@@ -10,9 +10,10 @@ import datetime as dt
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
+from optuna.trial import TrialState
 
 from sksearch.config import StudyConfig, display_path
 from sksearch.errors import UserError
@@ -22,6 +23,7 @@ from sksearch.search.ray_cluster import error_relay, init_ray
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
+from sksearch.storage.ledger import counts_toward_budget
 from sksearch.storage.open import (archive_study, check_resume, load_or_create_study, metric_names, open_storage,
                                    open_study, redact_url)
 
@@ -67,7 +69,14 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
 
     store = open_storage(url)
     if not fresh:  # an edited study file is refused before Ray starts
-        check_resume(cfg, store)
+        changed = check_resume(cfg, store)
+        done = _spent_study(cfg, store, n_trials) if confirm is None else None
+        if done is not None:  # a rerun of a finished study: nothing to train, so no Ray
+            if changed:
+                print(changed, file=out)
+            print(f"study {cfg.name!r} in {redact_url(url)}: nothing left to train", file=out)
+            _summarise(cfg, done, url, storage, n_trials, out)
+            return 0
     import ray
 
     # Ray (and the resource checks) before the study is created: a refused request writes nothing.
@@ -130,14 +139,40 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
         searcher.close()
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
-    trials = study.get_trials(deepcopy=False)
     print("", file=out)
-    print(budget_line(trials, n_trials), file=out)
+    _summarise(cfg, study, url, storage, n_trials, out, overhead=lambda: overhead_line(
+        study.get_trials(deepcopy=False), searcher.run_id, time.perf_counter() - wall0, ray_start,
+        cfg.tune.max_concurrent))
+    if searcher.exhausted:
+        print(f"\nended early: {searcher.exhausted}", file=out)
+    if searcher.stop_reason:
+        print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _spent_study(cfg: StudyConfig, store: Any, n_trials: int) -> optuna.Study | None:
+    """The stored study when its budget is used and no trial of it is RUNNING (else None: there is work)."""
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=store)
+    except KeyError:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.RUNNING for t in trials) or sum(map(counts_toward_budget, trials)) < n_trials:
+        return None
+    return study
+
+
+def _summarise(cfg: StudyConfig, study: optuna.Study, url: str, storage: str | None, n_trials: int, out: Any,
+               overhead: Callable[[], str | None] = lambda: None) -> None:
+    """What a run ends with: the budget, the front, the report, the time outside training (measured after the
+    report, which counts), and where to look next."""
+    print(budget_line(study.get_trials(deepcopy=False), n_trials), file=out)
     _print_front(study, cfg, out)
     report = _write_report(cfg, url, out)
-    overhead = overhead_line(trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent)
-    if overhead:
-        print(overhead, file=out)
+    line = overhead()
+    if line:
+        print(line, file=out)
     print(f"\nbrowse it:  sksearch dashboard {cfg.source or 'STUDY.yaml'}" +
           (f" --storage '{redact_url(url)}'" if storage else ""), file=out)
     if report:
@@ -145,12 +180,6 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     pointer = _attention_pointer(study, cfg)
     if pointer:
         print(pointer + (f" --storage '{redact_url(url)}'" if storage else ""), file=out)
-    if searcher.exhausted:
-        print(f"\nended early: {searcher.exhausted}", file=out)
-    if searcher.stop_reason:
-        print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _print_front(study: optuna.Study, cfg: StudyConfig, out: Any) -> None:

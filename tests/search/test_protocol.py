@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from sksearch.search import protocol as p
 from sksearch.search.progress import ProgressPrinter, front_table
@@ -25,8 +26,28 @@ def test_events_print_one_line_each():
     show(p.Ended(1, "SK[2, 8, 8]", "COMPLETE", 2, 0.5, None))
     show(p.Repeated(2, "SK[2, 8, 8]", 1))
     show(p.Infeasible(3, "SK[3, 8, 8]", "macs 9M > max_macs 5M"))
+    show(p.Ended(5, "SK[2, 8, 8]", "PRUNED", 1, 0.125, None))
+    show(p.Ended(6, "SK[2, 8, 8]", "FAIL", 0, None, "RuntimeError: boom"))
+    stamp = re.compile(r"^\[\s*\d+\.\ds\] ")  # seconds since the printer started
     lines = out.getvalue().splitlines()
-    assert len(lines) == 5 and "2M" in lines[0] and "0.250" in lines[1] and "COMPLETE" in lines[2]
-    assert "same network as trial 1" in lines[3] and "max_macs" in lines[4]
-    table = front_table([{"trial": 4, "label": "SK[2, 8, 8]", "accuracy": 0.5, "params": 1000, "macs": 2000}])
-    assert table.splitlines()[2].split()[0] == "4"
+    assert all(stamp.match(line) for line in lines)
+    assert [stamp.sub("", line).rstrip() for line in lines] == [
+        "trial   1 start     SK[2, 8, 8]                        params      1K  MACs      2M",
+        "trial   1 epoch  1/2  accuracy 0.250",
+        "trial   1 COMPLETE  after 2 epochs, accuracy 0.500",
+        "trial   2 skipped   SK[2, 8, 8]                        same network as trial 1: its result is copied",
+        "trial   3 skipped   SK[3, 8, 8]                        infeasible: macs 9M > max_macs 5M",
+        "trial   5 PRUNED    after 1 epochs, accuracy 0.125",
+        "trial   6 FAIL      after 0 epochs, accuracy -  (RuntimeError: boom)",
+    ]
+
+
+def test_the_front_table_has_a_row_per_member_under_its_header():
+    rows = [{"trial": 4, "label": "SK[2, 8, 8]", "accuracy": 0.5, "params": 1000, "macs": 2000},
+            {"trial": 12, "label": "SK[3, 4, 16] K3+K5", "accuracy": 0.625, "params": 2_500_000, "macs": 3_000_000}]
+    lines = front_table(rows).splitlines()
+    assert lines[0].split() == ["trial", "SK", "setting", "accuracy", "params", "MACs"]
+    assert set(lines[1]) == {"-"}
+    assert lines[2].split() == ["4", "SK[2,", "8,", "8]", "0.5000", "1K", "2K"]
+    assert lines[3].split() == ["12", "SK[3,", "4,", "16]", "K3+K5", "0.6250", "2.5M", "3M"]
+    assert "--confirm K" in lines[4]  # the single-seed caveat, with the command that measures the noise

@@ -1,6 +1,7 @@
 """search.ray_cluster: the per-node resource check (on ray.nodes()-shaped data) and the Ray environment."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from sksearch.config import StudyConfig
 from sksearch.errors import UserError
 from sksearch.search.ray_cluster import RAY_ENV, check_resources, configure_ray_env
+
+from tests.fresh import run_fresh
 
 
 def _cfg(cpu: float = 1, gpu: float = 0) -> StudyConfig:
@@ -43,8 +46,9 @@ def test_a_trial_needs_both_on_one_node():
 def test_the_ray_environment_is_set_only_when_asked(monkeypatch):
     for key in RAY_ENV:
         monkeypatch.delenv(key, raising=False)
-    import sksearch.search.tune  # noqa: F401  (importing sets nothing)
-
-    assert not any(key in os.environ for key in RAY_ENV)
+    # Importing in a fresh process: here another test may have imported sksearch.search.tune already.
+    code = ("import json, os\nimport sksearch.search.tune, sksearch.run\n"
+            f"print(json.dumps([k for k in {sorted(RAY_ENV)!r} if k in os.environ]))")
+    assert json.loads(run_fresh(code, env=dict(os.environ)).splitlines()[-1]) == []
     configure_ray_env()
     assert all(os.environ[key] == value for key, value in RAY_ENV.items())

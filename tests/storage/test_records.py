@@ -12,8 +12,6 @@ from sksearch.storage import records as st
 from sksearch.storage.ledger import counts_toward_budget, is_failure
 from sksearch.storage.open import load_or_create_study, open_storage
 
-from tests.tune.helpers import MYSQL_URL, reachable
-
 
 def _cfg(tmp_path, name="s") -> StudyConfig:
     return StudyConfig.model_validate({"name": name, "search_space": "x.yaml", "output_dir": str(tmp_path / name)})
@@ -74,12 +72,9 @@ def test_states_and_budget_on_sqlite(tmp_path):
     _check(study)
 
 
-def test_states_and_budget_on_mysql(tmp_path):
-    problem = reachable(MYSQL_URL)
-    if problem:
-        pytest.skip(f"no MySQL/MariaDB at {MYSQL_URL}: {problem}")
+def test_states_and_budget_on_mysql(tmp_path, mysql_url):
     cfg = _cfg(tmp_path, name=f"mysql-{tmp_path.name[-8:]}")
-    store = open_storage(MYSQL_URL)
+    store = open_storage(mysql_url)
     try:
         study = load_or_create_study(cfg, store, optuna.samplers.RandomSampler(seed=0))
         _fill(study, cfg)

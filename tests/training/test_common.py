@@ -3,6 +3,7 @@
 OOM recorded as such), 10 (one GPU per trial at most; the autocast dtype from the GPU's capability)."""
 from __future__ import annotations
 
+import pydantic
 import pytest
 import torch
 
@@ -29,7 +30,7 @@ def test_a_gpu_share_without_cuda_is_a_clear_error(monkeypatch):
 
 def test_more_than_one_gpu_per_trial_is_refused_at_load():
     assert Resources(gpu=0.25).gpu == 0.25 and Resources(gpu=1).gpu == 1
-    with pytest.raises(Exception) as info:
+    with pytest.raises(pydantic.ValidationError) as info:
         Resources(gpu=2)
     line = str(from_validation_error(info.value, file="study.yaml", prefix="tune.resources_per_trial"))
     assert "tune.resources_per_trial.gpu" in line and "one GPU" in line

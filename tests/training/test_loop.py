@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import pytest
 import torch
 
 from sksearch.config import DatasetConfig, TrainConfig
 from sksearch.data import make_data
+from sksearch.errors import UserError
 from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 from sksearch.training.common import evaluate, load_checkpoint, pick_device, save_checkpoint
@@ -31,16 +31,14 @@ def small_sk(widths=(8, 16, 32)) -> ArchSpec:
 
 
 def test_small_sk_network_learns_the_synthetic_set():
-    start = time.perf_counter()
     data = make_data(DatasetConfig(name="synthetic", train_size=3000, test_size=200), batch_size=16, device=CPU)
     recipe = TrainConfig(epochs=3, batch_size=16, lr=0.05, nesterov=True, schedule="cosine", warmup_epochs=0.3)
     seen: list[EpochResult] = []
     result = train_trial(small_sk(), data, recipe, device=CPU, on_epoch=seen.append)
-    elapsed = time.perf_counter() - start
-    assert result.val_accuracy >= 0.5, result.history  # chance is 0.1
-    assert elapsed < 60, f"{elapsed:.1f} s"
+    assert result.val_accuracy >= 0.5, result.history  # chance is 0.1 (its speed is bench_train_throughput's)
     assert result.epochs_done == 3 and seen == result.history
-    assert result.images_per_second > 0 and result.train_seconds <= elapsed
+    assert result.images_per_second > 0
+    assert 0 < sum(e.seconds for e in result.history) <= result.train_seconds  # the epochs lie inside the run
     assert evaluate(result.model, data.val, CPU).accuracy == pytest.approx(result.val_accuracy)
 
 
@@ -129,9 +127,14 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     assert fresh_opt.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
 
 
-def test_pick_device():
+def test_pick_device_honours_a_request_and_refuses_a_missing_gpu():
     assert pick_device("cpu") == CPU
-    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert pick_device().type == "cuda" and pick_device("cuda:0") == torch.device("cuda", 0)
+    else:  # the default falls back to the CPU; an explicit CUDA request is a clear error, not a crash later
+        assert pick_device() == CPU
+        with pytest.raises(UserError, match="'cuda:1' requested but CUDA is not available"):
+            pick_device("cuda:1")
 
 
 def test_cpu_bf16_autocast_trains_channels_last():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,48 @@ def load(path: Path, storage: str | None = None) -> optuna.Study:
     return optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url(storage), read_only=True))
 
 
+def load_if_created(path: Path, storage: str | None = None) -> optuna.Study | None:
+    """The study, or None while the driver has not created its storage, tables or study yet (any other
+    error is a failure, not a reason to keep polling)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from sksearch.errors import UserError
+
+    try:
+        return load(path, storage)
+    except (UserError, KeyError, OperationalError, ProgrammingError):
+        return None
+
+
+def wait_for(condition, *, timeout: float, what: str, alive=None, poll: float = 0.2):
+    """Poll `condition()` until it returns something truthy (returned) or `timeout` seconds pass (AssertionError
+    naming `what`). `alive()`, if given, is checked each round: it raises when the process being watched died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if alive is not None:
+            alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(poll)
+
+
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     from sksearch.storage.ledger import counts_toward_budget
 
     return [t for t in study.get_trials() if counts_toward_budget(t)]
+
+
+def forbid_ray_start(monkeypatch) -> None:
+    """From here on, starting Ray in this process fails the test (sksearch starts it only through ray.init)."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"ray.init(*{args}, **{kwargs}) was called: the refusal should come before Ray starts")
+
+    monkeypatch.setattr(ray, "init", refuse)
 
 
 def reachable(url: str) -> str | None:

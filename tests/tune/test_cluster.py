@@ -5,13 +5,14 @@ import os
 import secrets
 import signal
 import socket
+import shutil
 import subprocess
-import time
+import tempfile
 from pathlib import Path
 
 from optuna.trial import TrialState
 
-from tests.tune.helpers import counted, load, run_cli, write_study
+from tests.tune.helpers import counted, load, run_cli, wait_for, write_study
 
 RAY = Path(os.sys.executable).parent / "ray"
 # `ray start` clusters use token authentication since Ray 2.5x; every process that talks to the cluster must
@@ -47,21 +48,20 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
     # --block keeps each node in the foreground, so killing its process group stops exactly this cluster
-    # (`ray stop` would stop every Ray on the machine).
+    # (`ray stop` would stop every Ray on the machine). A temp folder of its own keeps the head's address
+    # file (ray_current_cluster) out of /tmp/ray, where a plain ray.init() would find it afterwards; a short
+    # path, since Ray's socket paths must fit in 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="skray", dir="/tmp")
     head = subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                             "--include-dashboard", "false", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=ENV)
+                             "--include-dashboard", "false", "--temp-dir", ray_tmp, *common],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
     worker = None
     try:
-        deadline = time.time() + 90
-        while _nodes_alive(address) < 1 and time.time() < deadline:
-            time.sleep(1)
+        wait_for(lambda: _nodes_alive(address) >= 1, timeout=90, what="the head node is up", poll=0.5)
         worker = subprocess.Popen([str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1",
                                    *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True, env=ENV)
-        while _nodes_alive(address) < 2 and time.time() < deadline:
-            time.sleep(1)
-        assert _nodes_alive(address) == 2, "the two-node cluster did not come up"
+        wait_for(lambda: _nodes_alive(address) == 2, timeout=90, what="the worker node joined", poll=0.5)
 
         path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=2)
         run = run_cli([str(path), "--address", address], env=TOKEN)
@@ -80,3 +80,4 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 from optuna.trial import TrialState
 
@@ -12,7 +11,7 @@ from sksearch.results.attention import attention_pointer
 from sksearch.search.tune import run_study
 from sksearch.storage import records as st
 
-from tests.tune.helpers import counted, load, write_study
+from tests.tune.helpers import counted, forbid_ray_start, load, write_study
 
 CONTRACT_ATTRS = {"spec", "params", "macs", "epochs_done", "max_epochs", "full_fidelity", "train_seconds",
                   "images_per_second"}
@@ -57,10 +56,9 @@ def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, 
 
     # Rerunning the finished study trains nothing more and keeps every trial; a harmless edit is said.
     path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
-    t0 = time.perf_counter()
+    forbid_ray_start(monkeypatch)  # nothing is left to train: Ray is not even started
     rerun = io.StringIO()
     assert run_study(load_study(path), out=rerun) == 0
-    assert time.perf_counter() - t0 < 60
     assert "tune.max_concurrent (2 -> 1)" in rerun.getvalue()
     assert [t.number for t in counted(load(path))] == [t.number for t in trials]
 
@@ -77,16 +75,15 @@ def _printed_front(text: str) -> dict[int, float]:
     return out
 
 
-def test_an_edited_recipe_is_refused_before_ray_starts(tmp_path, capsys):
+def test_an_edited_recipe_is_refused_before_ray_starts(tmp_path, capsys, monkeypatch):
     from sksearch.run import main
 
     path = write_study(tmp_path, n_trials=1, epochs=1, concurrent=1)
     assert run_study(load_study(path), out=io.StringIO()) == 0
     before = len(load(path).trials)
     path.write_text(path.read_text().replace("epochs: 1", "epochs: 2"))
-    t0 = time.perf_counter()
+    forbid_ray_start(monkeypatch)
     assert main([str(path)]) == 2
-    assert time.perf_counter() - t0 < 20
     err = capsys.readouterr().err
     assert "train.epochs" in err and "--fresh" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert len(load(path).trials) == before
@@ -136,9 +133,7 @@ def test_gpu_request_on_a_gpu_less_machine_is_refused_within_seconds(tmp_path, c
     path = write_study(tmp_path, n_trials=1, epochs=1)
     text = path.read_text().replace("resources_per_trial:\n    cpu: 1", "resources_per_trial:\n    cpu: 1\n    gpu: 1")
     path.write_text(text)
-    t0 = time.perf_counter()
-    assert main([str(path)]) == 2
-    assert time.perf_counter() - t0 < 60
+    assert main([str(path)]) == 2  # Ray starts to see the nodes' GPUs; it must not wait for one for ever
     err = capsys.readouterr().err
     assert "tune.resources_per_trial.gpu" in err and "GPU" in err and "Traceback" not in err
     import ray
@@ -162,9 +157,7 @@ def test_an_address_where_nothing_listens_is_refused_within_seconds(tmp_path, ca
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = write_study(tmp_path, n_trials=1, epochs=1)
-    t0 = time.perf_counter()
-    assert main([str(path), "--address", f"127.0.0.1:{port}"]) == 2
-    assert time.perf_counter() - t0 < 30
+    assert main([str(path), "--address", f"127.0.0.1:{port}"]) == 2  # Ray would retry it for ever
     err = capsys.readouterr().err
     assert "--address" in err and "nothing answers" in err and "Traceback" not in err
     assert _stored_studies(path) == []
@@ -198,14 +191,12 @@ def test_a_repeated_spec_is_not_trained_again_and_an_exhausted_space_ends_the_st
     assert not front & {t.number for t in copies}  # every copy has a twin's values, none is on a front
 
 
-def test_missing_cifar_stops_before_anything_starts(tmp_path, capsys):
+def test_missing_cifar_stops_before_anything_starts(tmp_path, capsys, ray_must_not_start):
     from sksearch.run import main
 
     path = write_study(tmp_path, n_trials=1, epochs=1,
                        dataset={"name": "cifar10", "root": str(tmp_path / "nowhere")})
-    t0 = time.perf_counter()
     assert main([str(path)]) == 2
-    assert time.perf_counter() - t0 < 20  # refused before Ray starts
     err = capsys.readouterr().err
     assert str(tmp_path / "nowhere" / "cifar-10-batches-py" / "data_batch_1") in err
     assert "dataset.root" in err and "download: true" in err and "Traceback" not in err

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -13,7 +12,7 @@ from optuna.trial import TrialState
 
 from sksearch.storage.ledger import FAULT_EXIT
 
-from tests.tune.helpers import REPO, counted, load, run_cli, write_study
+from tests.tune.helpers import REPO, counted, load, load_if_created, run_cli, wait_for, write_study
 
 
 def _kill_group(pid: int) -> None:
@@ -33,18 +32,13 @@ def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
     log = open(tmp_path / "first.log", "w")
     driver = subprocess.Popen([sys.executable, "-m", "sksearch.run", str(path)], cwd=REPO, env=env,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def still_running() -> None:
+        assert driver.poll() is None, (tmp_path / "first.log").read_text()
+
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            time.sleep(1)
-            try:
-                if len(_finished(load(path))) >= 2:
-                    break
-            except Exception:  # the study is not created yet
-                pass
-            assert driver.poll() is None, (tmp_path / "first.log").read_text()
-        else:
-            raise AssertionError("no trial finished in time:\n" + (tmp_path / "first.log").read_text())
+        wait_for(lambda: (study := load_if_created(path)) is not None and len(_finished(study)) >= 2,
+                 timeout=240, what="two trials finished", alive=still_running)
     finally:
         _kill_group(driver.pid)  # the driver and the Ray it started, without warning
         driver.wait()
