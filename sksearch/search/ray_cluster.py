@@ -22,8 +22,8 @@ RAY_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100000",
     # A worker reused for the next trial (reuse_actors) first waits for the last trial's thread to end, 2 s by
     # default. A trial that a scheduler stops unwinds slower than that on a loaded machine; the reuse then
-    # fails, and Ray errors the new trial without telling the searcher, whose concurrency limit then waits
-    # for it for ever (seen as a study that hangs after a pruned trial). Waiting longer costs nothing.
+    # fails, and Ray errors the new trial without telling its own ConcurrencyLimiter, which then holds the
+    # slot for ever (seen as a study that hangs after a pruned trial). Waiting longer costs nothing.
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120",
 }
 # What Ray's worker processes read: a cluster's workers do not inherit the driver's environment.

@@ -140,9 +140,8 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
     print("", file=out)
-    _summarise(cfg, study, url, storage, n_trials, out, overhead=lambda: overhead_line(
-        study.get_trials(deepcopy=False), searcher.run_id, time.perf_counter() - wall0, ray_start,
-        cfg.tune.max_concurrent))
+    _summarise(cfg, study, url, storage, n_trials, out, overhead=lambda trials: overhead_line(
+        trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent))
     if searcher.exhausted:
         print(f"\nended early: {searcher.exhausted}", file=out)
     if searcher.stop_reason:
@@ -164,13 +163,14 @@ def _spent_study(cfg: StudyConfig, store: Any, n_trials: int) -> optuna.Study | 
 
 
 def _summarise(cfg: StudyConfig, study: optuna.Study, url: str, storage: str | None, n_trials: int, out: Any,
-               overhead: Callable[[], str | None] = lambda: None) -> None:
+               overhead: Callable[[list], str | None] = lambda trials: None) -> None:
     """What a run ends with: the budget, the front, the report, the time outside training (measured after the
     report, which counts), and where to look next."""
-    print(budget_line(study.get_trials(deepcopy=False), n_trials), file=out)
+    trials = study.get_trials(deepcopy=False)
+    print(budget_line(trials, n_trials), file=out)
     _print_front(study, cfg, out)
     report = _write_report(cfg, url, out)
-    line = overhead()
+    line = overhead(trials)
     if line:
         print(line, file=out)
     print(f"\nbrowse it:  sksearch dashboard {cfg.source or 'STUDY.yaml'}" +
