@@ -70,17 +70,24 @@ def read_class_list(path: str | Path) -> list[str]:
 
 
 class DatasetConfig(_Block):
-    name: Literal["synthetic", "cifar10", "cifar100", "imagenet_subset"] = "synthetic"
-    root: str = "data"                      # cifar: torchvision's folder; imagenet_subset: has train/ and val/
     # root and classes_file: ~ expanded, relative to the study file; absolute once in a StudyConfig.
-    download: bool = False                  # cifar only: use torchvision's downloader
-    val_fraction: float = Field(0.1, gt=0, lt=1)  # held out from the training set; search selects on it
-    classes_file: str | None = None         # imagenet_subset: one wnid a line, selects the subset
-    resolution: int = Field(64, ge=16)      # imagenet_subset: training crop size
-    train_size: int | None = Field(None, ge=10)  # synthetic: images (default 10000); others: optional cap
-    test_size: int | None = Field(None, ge=10)   # synthetic: default 2000
-    workers: int = Field(4, ge=0)           # imagenet_subset DataLoader workers
-    seed: int = 0                           # data generation and the validation split
+    name: Literal["synthetic", "cifar10", "cifar100", "imagenet_subset"] = Field(
+        "synthetic", description="The data set: built-in synthetic shapes (no download), CIFAR-10/100 or an "
+                                 "ImageNet-style folder.")
+    root: str = Field("data", description="Where the files are, relative to the study file: torchvision's CIFAR "
+                                          "folder, or a folder with train/ and val/ for imagenet_subset.")
+    download: bool = Field(False, description="CIFAR only: let torchvision download the archives into root.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training set held out (stratified, "
+                                                             "seeded) as the validation split the search selects on.")
+    classes_file: str | None = Field(None, description="imagenet_subset: one wnid a line; selects the subset and "
+                                                       "its label order.")
+    resolution: int = Field(64, ge=16, description="imagenet_subset: the training crop size in pixels.")
+    train_size: int | None = Field(None, ge=10, description="synthetic: training images (default 10000); others: "
+                                                            "an optional seeded cap.")
+    test_size: int | None = Field(None, ge=10, description="synthetic: test images (default 2000); others: an "
+                                                           "optional seeded cap.")
+    workers: int = Field(4, ge=0, description="imagenet_subset: DataLoader worker processes.")
+    seed: int = Field(0, description="Seed of the data generation and of the validation split.")
 
     # Derived once, cached: the class list is read (and the train/ folder counted) at most once per load.
     # Keyed by what they derive from, so a model_copy(update=...) never serves a stale value.
@@ -142,49 +149,61 @@ def _compile_mode(value: object) -> object:
 class TrainConfig(_Block):
     """One trial's training recipe (defaults: the paper's CIFAR recipe, at a search-sized budget)."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["step", "cosine", "constant"] = "step"  # step: lr / 10 at 50% and 75%
-    warmup_epochs: float = Field(0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    amp: bool = True                        # mixed precision on CUDA (bf16, or fp16 before Ampere); CPU: fp32
-    channels_last: bool = True              # on every device (oneDNN is faster in NHWC too)
-    # torch.compile the training step: true / "default", "max-autotune", or "reduce-overhead" (CUDA graphs,
-    # for small launch-bound nets on a GPU); false runs eager
+    epochs: int = Field(10, ge=1, description="Epochs of a trial trained for the full budget.")
+    batch_size: int = Field(128, ge=1, description="Training batch size.")
+    lr: float = Field(0.1, gt=0, description="Peak learning rate of SGD.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    nesterov: bool = Field(False, description="Nesterov momentum.")
+    weight_decay: float = Field(5e-4, ge=0, description="Weight decay on conv and linear weights (not on "
+                                                        "BatchNorm parameters or biases).")
+    schedule: Literal["step", "cosine", "constant"] = Field(
+        "step", description="Learning-rate schedule over the full train.epochs; step: lr / 10 at 50 % and 75 %.")
+    warmup_epochs: float = Field(0, ge=0, description="Linear warm-up, in epochs (fractions allowed).")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    amp: bool = Field(True, description="Mixed precision on CUDA (bf16, or fp16 with loss scaling before "
+                                        "Ampere); CPU trials stay fp32.")
+    channels_last: bool = Field(True, description="NHWC memory format on every device (oneDNN is faster that "
+                                                  "way on CPU too).")
     compile: Annotated[bool | Literal["default", "reduce-overhead", "max-autotune"],
-                       BeforeValidator(_compile_mode)] = False
-    seed: int = 0
+                       BeforeValidator(_compile_mode)] = Field(
+        False, description="torch.compile the training step: true/default, max-autotune, or reduce-overhead "
+                           "(CUDA graphs, for small launch-bound nets on a GPU); false runs eager.")
+    seed: int = Field(0, description="Seed of weight initialisation and batch order.")
 
 
 class Objective(_Block):
-    metric: Literal["accuracy", "macs", "params", "latency"]
-    direction: Literal["maximize", "minimize"]
+    metric: Literal["accuracy", "macs", "params", "latency"] = Field(
+        description="What to optimise; accuracy comes first and is maximised.")
+    direction: Literal["maximize", "minimize"] = Field(description="maximize for accuracy, minimize for costs.")
 
 
 class Constraints(_Block):
-    max_macs: Count | None = None
-    max_params: Count | None = None
+    max_macs: Count | None = Field(None, description="Budget on multiply-adds (e.g. 300M, 1.5G), checked on the "
+                                                     "meta device before a trial trains.")
+    max_params: Count | None = Field(None, description="Budget on learnable parameters (e.g. 5M).")
 
 
 class SchedulerConfig(_Block):
-    type: Literal["fifo", "asha", "pareto_asha"] = "fifo"
-    grace_period: int = Field(1, ge=1)      # epochs before the first rung
-    reduction_factor: float = Field(3, gt=1)
-    max_epochs: int | None = Field(None, ge=1)  # default: train.epochs
-    cost: Literal["macs", "params"] = "macs"   # pareto_asha: the cost axis of the dominance sort
-    keep_most_accurate: bool = True          # pareto_asha: also promote a rung's top 1/rf by accuracy alone
+    type: Literal["fifo", "asha", "pareto_asha"] = Field(
+        "fifo", description="fifo trains every trial to the end; asha stops by accuracy; pareto_asha by "
+                            "accuracy vs cost.")
+    grace_period: int = Field(1, ge=1, description="Epochs before the first rung.")
+    reduction_factor: float = Field(3, gt=1, description="Rungs at grace_period x rf^k epochs; about 1 in rf "
+                                                         "continues at each.")
+    max_epochs: int | None = Field(None, ge=1, description="The last rung; default train.epochs.")
+    cost: Literal["macs", "params"] = Field("macs", description="pareto_asha: the cost axis of the dominance sort.")
+    keep_most_accurate: bool = Field(True, description="pareto_asha: also promote a rung's top 1/rf by accuracy "
+                                                       "alone.")
 
 
 class SamplerConfig(_Block):
-    type: Literal["tpe", "nsga2", "random", "gp", "ehvi"] = "tpe"
-    seed: int | None = 0
-    n_startup_trials: int | None = Field(None, ge=0)  # tpe/gp/ehvi: random trials before modelling
-    # ehvi: candidate specs drawn per proposal (search/proposals.py); each is counted on the meta device.
-    pool_size: int = Field(256, ge=8)
+    type: Literal["tpe", "nsga2", "random", "gp", "ehvi"] = Field(
+        "tpe", description="tpe, nsga2, random and gp are Optuna's samplers; ehvi ranks candidate specs by the "
+                           "expected gain of the front's hypervolume.")
+    seed: int | None = Field(0, description="Sampler seed; null for a new one every run.")
+    n_startup_trials: int | None = Field(None, ge=0, description="tpe/gp/ehvi: random trials before modelling.")
+    pool_size: int = Field(256, ge=8, description="ehvi: candidate specs drawn per proposal (each counted on "
+                                                  "the meta device).")
 
 
 def _one_gpu_at_most(gpu: float) -> float:
@@ -195,41 +214,45 @@ def _one_gpu_at_most(gpu: float) -> float:
 
 
 class Resources(_Block):
-    cpu: float = Field(1, gt=0)
-    gpu: Annotated[float, AfterValidator(_one_gpu_at_most)] = Field(0, ge=0)
+    cpu: float = Field(1, gt=0, description="CPUs per trial; torch uses that many threads.")
+    gpu: Annotated[float, AfterValidator(_one_gpu_at_most)] = Field(
+        0, ge=0, description="GPUs per trial: 0 trains on the CPU; a fraction (0.5, 0.25) shares one GPU.")
 
 
 class TuneConfig(_Block):
-    n_trials: int = Field(8, ge=1)
-    max_concurrent: int = Field(1, ge=1)
-    resources_per_trial: Resources = Field(default_factory=Resources)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    max_failures: int = Field(3, ge=0)      # failed trials tolerated before the study stops
-    # Which trials keep their final weights as Optuna artifacts: full (trained for the full budget), all
-    # (pruned ones too, their weights when stopped), none.
-    keep_weights: Literal["full", "all", "none"] = "full"
+    n_trials: int = Field(8, ge=1, description="The budget: trials trained (full or pruned) over all runs and "
+                                               "drivers of the study.")
+    max_concurrent: int = Field(1, ge=1, description="Trials trained at once by this driver.")
+    resources_per_trial: Resources = Field(default_factory=Resources, description="What Ray reserves per trial.")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="Early stopping.")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="Who proposes the next spec.")
+    max_failures: int = Field(3, ge=0, description="The study stops when more trials than this fail in one run.")
+    keep_weights: Literal["full", "all", "none"] = Field(
+        "full", description="Which trials keep their final weights as Optuna artifacts: full (trained for the "
+                            "full budget), all (pruned ones too), none.")
 
 
 class StudyConfig(_Block):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    search_space: str                       # relative to the study file; absolute after validation
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The study's name in the storage.")
+    search_space: str = Field(description="The space file, relative to the study file.")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="The data every trial trains on.")
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="accuracy", direction="maximize"),
                                  Objective(metric="macs", direction="minimize")],
-        min_length=1,
+        min_length=1, description="accuracy first, then the costs the front trades it against.",
     )
-    constraints: Constraints = Field(default_factory=Constraints)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    tune: TuneConfig = Field(default_factory=TuneConfig)
-    storage: str | None = None              # SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db
-    # Relative to the WORKING directory (not the study file), as the storage contract says: runs/<name> by
-    # default. Absolute after validation, so a Ray worker or a later chdir sees the same folder.
-    output_dir: str | None = None
-    # The kept weights' artifact store (a folder), relative to the working directory like output_dir; default
-    # <output_dir>/artifacts. On a cluster it must be a path every node sees (Ray workers stage weights there).
-    artifacts: str | None = None
+    constraints: Constraints = Field(default_factory=Constraints, description="Budgets checked before training.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="One trial's training recipe.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="How Ray Tune schedules the trials.")
+    storage: str | None = Field(None, description="A SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db. "
+                                                  "--storage and SKSEARCH_STORAGE take precedence.")
+    # Relative to the WORKING directory (not the study file), as the storage contract says. Absolute after
+    # validation, so a Ray worker or a later chdir sees the same folder.
+    output_dir: str | None = Field(None, description="Storage, report and Ray's files; default runs/<name>, "
+                                                     "relative to the working directory.")
+    # On a cluster it must be a path every node sees (Ray workers stage weights there).
+    artifacts: str | None = Field(None, description="The kept weights' artifact store (a folder every node "
+                                                    "sees); default <output_dir>/artifacts.")
 
     # Set by load_study, not by the file.
     source: str | None = Field(None, exclude=True)

@@ -94,7 +94,7 @@ class _Kind(BaseModel):
 
 class Choices(_Kind):
     kind: ClassVar[str] = "choices"
-    choices: list[Any]
+    choices: list[Any] = Field(description="The values to choose from (any type, distinct).")
 
     @field_validator("choices")
     @classmethod
@@ -115,7 +115,7 @@ class _Range(_Kind):
 
     bounds: tuple[float, float]
     step: float | None = None
-    log: StrictBool = False
+    log: StrictBool = Field(False, description="Sample on a log scale (low > 0; not with step).")
 
     @field_validator("bounds")
     @classmethod
@@ -146,14 +146,14 @@ class _Range(_Kind):
 
 class IntRange(_Range):
     kind: ClassVar[str] = "int"
-    bounds: tuple[StrictInt, StrictInt] = Field(alias="int")
-    step: StrictInt | None = Field(None, gt=0)
+    bounds: tuple[StrictInt, StrictInt] = Field(alias="int", description="[low, high], both included.")
+    step: StrictInt | None = Field(None, gt=0, description="Only low, low + step, ... high.")
 
 
 class FloatRange(_Range):
     kind: ClassVar[str] = "float"
-    bounds: tuple[StrictFloat, StrictFloat] = Field(alias="float")
-    step: StrictFloat | None = Field(None, gt=0)
+    bounds: tuple[StrictFloat, StrictFloat] = Field(alias="float", description="[low, high].")
+    step: StrictFloat | None = Field(None, gt=0, description="Only low, low + step, ... high.")
 
 
 MODELS: dict[str, type[_Kind]] = {"choices": Choices, "int": IntRange, "float": FloatRange}

@@ -102,11 +102,16 @@ class SpaceFile(BaseModel):
     """A space file's top level; the blocks' contents are checked against ArchSpec below."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
-    description: Any = None
-    base: Any                                        # a preset name or an ArchSpec mapping (see _base_dict)
-    fixed: dict[Any, Any] | None = Field(None, alias="set")  # dotted key -> value
-    search: dict[Any, Any] | None = None              # dotted key -> distribution
-    paths: dict[Any, Any] | None = None               # M, path fields, pathN (see _parse_paths)
+    description: Any = Field(None, description="Free text, shown by the dry run and the report.")
+    base: Any = Field(description="A preset name (`sksearch inspect NAME`) or an inline ArchSpec mapping.")
+    fixed: dict[Any, Any] | None = Field(None, alias="set", description="Fixed changes to the base, by dotted "
+                                                                       "key (sk.L: 16).")
+    search: dict[Any, Any] | None = Field(None, description="Distributions over ArchSpec fields, by dotted key: "
+                                                            "{choices: [...]}, {int: [lo, hi]} or {float: [lo, hi]}, "
+                                                            "with optional step and log.")
+    paths: dict[Any, Any] | None = Field(None, description="The SK unit's paths: M (a distribution or a number), "
+                                                           "kernel, dilation, relu and groups for every path, and "
+                                                           "pathN blocks that override one path.")
 
     @classmethod
     def read(cls, path: str | Path) -> "SpaceFile":
