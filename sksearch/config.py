@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
+from pydantic.json_schema import SkipJsonSchema
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
                       ValidationInfo, WithJsonSchema, model_validator)
 
@@ -255,7 +256,7 @@ class StudyConfig(_Block):
                                                     "sees); default <output_dir>/artifacts.")
 
     # Set by load_study, not by the file.
-    source: str | None = Field(None, exclude=True)
+    source: SkipJsonSchema[str | None] = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
