@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-fast test-serial test-gpu bench clean
+.PHONY: install demo test test-fast test-serial test-gpu bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-serial: $(DEV_STAMP)
 
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+
+# The documentation site (MkDocs + Material), built into site/; --strict turns a broken link into a failure.
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # GPU-only tests (marker gpu; they skip without CUDA). No install step: a GPU machine without network runs
 # them with its own python and the carried wheels, e.g. `make test-gpu PY=python3`.
