@@ -135,11 +135,14 @@ class Study:
         return front.sort_values(["macs", "accuracy"], ascending=[True, False]).reset_index(drop=True)
 
     def best_trial(self) -> int:
-        """The number of the front's most accurate trial."""
-        front = self.front()
-        if front.empty:
-            raise ValueError(f"study {self.name!r} has no full-fidelity trial yet")
-        return int(front.sort_values("accuracy", ascending=False)["number"].iloc[0])
+        """The number of the front's most accurate trial (what `--trial best` means to export and attention)."""
+        from sksearch.results.pareto import front_trials
+        from sksearch.results.picking import pick_trial
+        from sksearch.storage.open import metric_names
+
+        trials = self.optuna.get_trials(deepcopy=False)
+        front = front_trials(self.optuna, trials)
+        return pick_trial(trials, front, "best", names=metric_names(self.optuna, self.config)).number
 
     def _trial(self, number: int) -> "optuna.trial.FrozenTrial":
         trials = self.optuna.get_trials(deepcopy=False)

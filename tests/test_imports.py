@@ -55,3 +55,22 @@ def test_every_module_imports_without_side_effects():
     assert out.returncode == 0, out.stderr[-2000:]
     changed = json.loads(out.stdout.strip().splitlines()[-1])
     assert changed == {}, changed
+
+
+def test_only_front_and_the_ledger_import_optunas_private_modules():
+    # docs/development.md: front.py is the one user of Optuna's private multi-objective helpers, and the
+    # ledger the one user of its RDB models; a new Optuna release that moves them breaks these two only.
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "sksearch"
+    users: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("optuna") and any(part.startswith("_") for part in name.split(".")):
+                    users.setdefault(str(path.relative_to(package)), set()).add(name)
+    assert users == {"front.py": {"optuna._hypervolume", "optuna.study._multi_objective"},
+                     "storage/ledger.py": {"optuna.storages._rdb", "optuna.storages._rdb.storage"}}

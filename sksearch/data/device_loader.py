@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sksearch.data.batches import epoch_seed, uint8_normaliser
+
 PAD = 4  # RandomCrop(32, padding=4): the standard CIFAR augmentation
 
 
@@ -39,12 +41,9 @@ class DeviceBatches:
         stored = F.pad(images, (PAD, PAD, PAD, PAD)) if train else images
         self.images = stored.to(self.device).contiguous()
         self.labels = labels.to(self.device, torch.int64)
-        # (x / 255 - mean) / std  ==  x * scale + shift, one fused multiply-add per element.
-        m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
-        self.scale = (1 / (255 * s)).to(self.device)
-        self.shift = (-m / s).to(self.device)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        self._normalise = uint8_normaliser(mean, std, self.device,
+                                           torch.channels_last if self.channels_last else torch.contiguous_format)
         # Crops are read with one torch.take from the flat padded tensor: linear index =
         # image * (C*Hp*Wp) + channel * (Hp*Wp) + row * Wp + column (2-3x faster than 4-D indexing on CPU).
         _, _, hp, wp = self.images.shape
@@ -63,18 +62,12 @@ class DeviceBatches:
 
     def _epoch_randomness(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # Drawn on the CPU from a generator keyed by (seed, epoch), so every device sees the same stream.
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.n, generator=g)
         dy = torch.randint(0, 2 * PAD + 1, (self.n,), generator=g)
         dx = torch.randint(0, 2 * PAD + 1, (self.n,), generator=g)
         flip = torch.rand(self.n, generator=g) < 0.5
         return tuple(t.to(self.device, non_blocking=True) for t in (order, dy, dx, flip))  # type: ignore[return-value]
-
-    def _normalise(self, x: Tensor) -> Tensor:
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        out = torch.empty(x.shape, dtype=torch.float32, device=self.device, memory_format=memory_format)
-        out.copy_(x)  # uint8 -> float32 (and the layout change) in one pass
-        return torch.addcmul(self.shift, out, self.scale, out=out)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.train:

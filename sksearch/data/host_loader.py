@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from sksearch.data.batches import epoch_seed, uint8_normaliser
+
 
 class HostBatches:
     """A DataLoader of uint8 batches moved to `device` (pinned, non-blocking) and normalised there.
@@ -27,10 +29,9 @@ class HostBatches:
             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
             generator=self.generator,
         )
-        c = len(mean)
-        self.scale = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(1, c, 1, 1).to(self.device)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std)).view(1, c, 1, 1).to(self.device)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.normalise = uint8_normaliser(mean, std, self.device, fmt)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -39,11 +40,9 @@ class HostBatches:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        self.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
         if self.train:
             self.epoch += 1
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for images, labels in self.loader:
-            x = images.to(self.device, non_blocking=True)
-            out = torch.empty(x.shape, dtype=torch.float32, device=self.device, memory_format=fmt).copy_(x)
-            yield torch.addcmul(self.shift, out, self.scale, out=out), labels.to(self.device, non_blocking=True)
+            yield (self.normalise(images.to(self.device, non_blocking=True)),
+                   labels.to(self.device, non_blocking=True))

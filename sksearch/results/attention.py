@@ -28,15 +28,11 @@ from torch import Tensor, nn
 from sksearch.errors import UserError
 from sksearch.storage import records
 from sksearch.models.layers import SKConv
+from sksearch.results.picking import best_with_attention, has_attention, pick_trial
 from sksearch.spec import ArchSpec
 
 DEFAULT_SCALES = (1.0, 1.5, 2.0)
 CLASS_SCALES = (1.0, 1.5)  # the paper's Fig. 4
-
-
-def has_attention(spec: ArchSpec) -> bool:
-    """True when the spec's SK units select (softmax over M >= 2 paths)."""
-    return spec.sk.attention == "softmax" and spec.sk.M >= 2
 
 
 def receptive_field(kernel: int, dilation: int) -> int:
@@ -269,45 +265,13 @@ def trial_weights(study: Any, trial: Any, cfg: Any) -> Path | None:
     return None if artifact is None else records.cached_weights(cfg, artifact)
 
 
-def _pick_trial(study: Any, which: str, cfg: Any) -> Any:
-    from sksearch.results.pareto import full_fidelity_trials
-    from sksearch.storage.open import metric_names
-
-    trials = study.get_trials(deepcopy=False)
-    if which == "best":
-        names = metric_names(study, cfg)
-        if "accuracy" not in names:
-            raise UserError("--trial best: the study has no accuracy objective; pass a trial number")
-        i = names.index("accuracy")
-        full = full_fidelity_trials(trials)
-        if not full:
-            raise UserError(f"--trial best: study {cfg.name!r} has no full-fidelity trial yet")
-        return max(full, key=lambda t: t.values[i])
-    try:
-        number = int(which)
-    except ValueError:
-        raise UserError(f"--trial: expected a trial number or 'best' (got {which!r})") from None
-    match = [t for t in trials if t.number == number]
-    if not match:
-        raise UserError(f"--trial {number}: study {cfg.name!r} has trials 0 to {len(trials) - 1}")
-    return match[0]
-
-
 def _suggest(study: Any, cfg: Any, *, need_weights: bool) -> str:
-    """' (trial K has them: sksearch attention ...)' for the best-scoring trial with attention (and weights)."""
-    from sksearch.results.pareto import full_fidelity_trials
-
-    full = sorted(full_fidelity_trials(study.get_trials(deepcopy=False)),
-                  key=lambda t: -(records.accuracy(t, study.metric_names) or 0.0))
-    ok = [t for t in full if (s := records.arch_spec(t)) is not None and has_attention(s)]
-    if need_weights:
-        from sksearch.storage.records import weights_artifact
-
-        ok = [t for t in ok if weights_artifact(study, t) is not None]
+    """' (trial K has them: sksearch attention ...)' for the best trial with attention (and weights)."""
+    best = best_with_attention(study, need_weights=need_weights)
     what = "attention and kept weights" if need_weights else "attention"
-    if not ok:
+    if best is None:
         return f"; no full-fidelity trial of study {cfg.name!r} has {what}"
-    return f"; trial {ok[0].number} has {what}: sksearch attention {cfg.source} --trial {ok[0].number}"
+    return f"; trial {best.number} has {what}: sksearch attention {cfg.source} --trial {best.number}"
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -349,7 +313,11 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
         from sksearch.storage.open import open_study
 
         study, _ = open_study(cfg, storage)
-        t = _pick_trial(study, trial, cfg)
+        from sksearch.results.pareto import front_trials
+        from sksearch.storage.open import metric_names
+
+        trials = study.get_trials(deepcopy=False)
+        t = pick_trial(trials, front_trials(study, trials), trial, names=metric_names(study, cfg))
         spec = records.arch_spec(t)
         if spec is None:
             raise UserError(f"trial {t.number} has no recorded spec{_suggest(study, cfg, need_weights=False)}",
@@ -400,13 +368,11 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
 
 
 def attention_pointer(study: Any, cfg: Any) -> str | None:
-    """The line a finished run ends with: `sksearch attention` for the most accurate front trial that has
-    attention (None when no front trial has any). For search/tune.py's closing summary."""
-    from sksearch.results.pareto import front_trials
-    front = [t for t in front_trials(study) if (s := records.arch_spec(t)) is not None and has_attention(s)]
-    if not front:
+    """The line a finished run ends with: `sksearch attention` for the best trial with attention (None when no
+    front trial has any). For search/tune.py's closing summary."""
+    t = best_with_attention(study)
+    if t is None:
         return None
-    t = max(front, key=lambda t: records.accuracy(t, study.metric_names) or 0.0)
     label = records.label(t) or records.arch_spec(t).sk.label()  # type: ignore[union-attr]
     return (f"look inside: sksearch attention {cfg.source or 'STUDY.yaml'} --trial {t.number}   "
             f"(what {label} selects as objects grow)")

@@ -12,58 +12,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import FrozenTrial
-
 import sksearch
 from sksearch.complexity import count
 from sksearch.config import StudyConfig
 from sksearch.errors import UserError
 from sksearch.presets import preset_dict
 from sksearch.results.pareto import front_trials
+from sksearch.results.picking import pick_trial
 from sksearch.spec import ArchSpec
 from sksearch.yamlio import apply_overrides, dump_yaml
 from sksearch.storage import records
 from sksearch.storage.open import metric_names, open_study, redact_url
-from sksearch.storage.records import Key
 from sksearch.training.recipe import Recipe
 
 TARGET_PRESETS = {26: "sknet26", 50: "sknet50", 101: "sknet101"}
-
-
-def _cost(t: FrozenTrial, name: str) -> float:
-    c = records.cost(t, name)
-    return math.inf if c is None else c
-
-
-def pick_trial(study_trials: list[FrozenTrial], front: list[FrozenTrial], which: str,
-               max_macs: int | None = None, max_params: int | None = None,
-               names: list[str] | None = None) -> FrozenTrial:
-    """`best` (most accurate on the front within the limits) or trial number N, which must be a usable
-    full-fidelity trial."""
-    if which == "best":
-        pool = [t for t in front
-                if (max_macs is None or _cost(t, Key.MACS) <= max_macs)
-                and (max_params is None or _cost(t, Key.PARAMS) <= max_params)]
-        if not pool:
-            if not front:
-                raise UserError("the study has no full-fidelity trial yet (none trained for the full budget)")
-            cheapest = min(front, key=lambda t: _cost(t, Key.MACS))
-            raise UserError(f"no front trial within the limits; the cheapest front trial is #{cheapest.number} with "
-                            f"{records.cost(cheapest, Key.MACS)} MACs and {records.cost(cheapest, Key.PARAMS)} params")
-        return max(pool, key=lambda t: (records.accuracy(t, names) or 0.0, -_cost(t, Key.MACS)))
-    try:
-        number = int(which)
-    except ValueError:
-        raise UserError(f"--trial expects 'best' or a trial number, got {which!r}") from None
-    trial = next((t for t in study_trials if t.number == number), None)
-    if trial is None:
-        raise UserError(f"--trial {number}: no such trial (the study has trials 0 to {len(study_trials) - 1})")
-    fronts = ", ".join(f"#{t.number}" for t in front) or "none yet"
-    if records.status(trial) != "full":
-        raise UserError(f"--trial {number}: {records.explain(trial)}; front trials: {fronts}")
-    if records.spec(trial) is None:
-        raise UserError(f"--trial {number} has no recorded spec")
-    return trial
 
 
 def nearest_divisor(g: int, widths: list[int]) -> list[int]:
@@ -114,7 +76,13 @@ def build_export(cfg: StudyConfig, *, trial: str = "best", depth: int = 50, max_
     study, url = open_study(cfg, storage_url)
     names = metric_names(study, cfg)
     trials = study.get_trials(deepcopy=False)
-    chosen = pick_trial(trials, front_trials(study, trials), trial, max_macs, max_params, names)
+    front = front_trials(study, trials)
+    chosen = pick_trial(trials, front, trial, names=names, max_macs=max_macs, max_params=max_params)
+    if records.status(chosen) != "full":  # only a network trained for the full budget is worth a full run
+        fronts = ", ".join(f"#{t.number}" for t in front) or "none yet"
+        raise UserError(f"--trial {chosen.number}: {records.explain(chosen)}; front trials: {fronts}")
+    if records.spec(chosen) is None:
+        raise UserError(f"--trial {chosen.number} has no recorded spec")
     source = ArchSpec.from_dict(records.spec(chosen) or {}, prefix=f"trial {chosen.number} spec")
     spec = target_spec(source, depth, overrides or [])
     c = count(spec)

@@ -313,9 +313,10 @@ def load_model_weights(path: str | Path, model: nn.Module, *, what: str,
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Restore model (and optimizer) state in place; returns {"epoch": ..., "extra": ...}."""
-    state = read_checkpoint(path, map_location=map_location)
+                    *, map_location: str | torch.device = "cpu", state: Any = None) -> dict[str, Any]:
+    """Restore model (and optimizer) state in place; returns {"epoch": ..., "extra": ...}. `state`: the
+    checkpoint already read from `path` (a resume that checked its entries first reads it once)."""
+    state = read_checkpoint(path, map_location=map_location) if state is None else state
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"{path} is not a sksearch checkpoint (no model entry)")
     load_weights(path, model, state["model"])

@@ -30,9 +30,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from sksearch.data.batches import epoch_seed
 from sksearch.errors import UserError, from_validation_error
 from sksearch.training.common import (amp_dtype, autocast, bare, evaluate, every_k_epochs, grad_scaler,
-                                      load_model_weights, load_weights, make_optimizer, make_schedule, memory_format, pick_device,
+                                      load_checkpoint, load_model_weights, make_optimizer, make_schedule, memory_format, pick_device,
                                       read_checkpoint, save_checkpoint, setup_backend, sgd_step, sync)
 from sksearch.training.recipe import Recipe
 
@@ -109,15 +110,10 @@ def sync_buffers(model: nn.Module, pg: Dist) -> None:
 
 def normalizer(device: torch.device, fmt: torch.memory_format) -> Callable[[Tensor], Tensor]:
     """uint8 image batches (as the workers send them) -> normalised float32 on `device`, in `fmt`."""
+    from sksearch.data.batches import uint8_normaliser
     from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
-    scale = (1 / (255 * torch.tensor(IMAGENET_STD))).view(1, 3, 1, 1).to(device)
-    shift = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1).to(device)
-
-    def prepare(x: Tensor) -> Tensor:
-        out = torch.empty(x.shape, dtype=torch.float32, device=device, memory_format=fmt).copy_(x)
-        return torch.addcmul(shift, out, scale, out=out)
-    return prepare
+    return uint8_normaliser(IMAGENET_MEAN, IMAGENET_STD, device, fmt)
 
 
 def _progress(loader: Iterable, enabled: bool, desc: str, total: int) -> Iterable:
@@ -198,10 +194,8 @@ def restore(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: tor
     if not isinstance(sched_state, dict) or "_schedulers" not in sched_state:
         raise UserError(f"--resume: {ckpt} has no per-iteration scheduler state (not written by this version "
                         f"of `sksearch train`): use --init-from {ckpt} to start a new schedule from its weights")
-    load_weights(ckpt, model, state["model"])  # a checkpoint without a spec entry: its keys and shapes decide
-    if state.get("optimizer") is not None:
-        opt.load_state_dict(state["optimizer"])
-    epoch = int(state.get("epoch", 0))
+    # A checkpoint without a spec entry: its keys and shapes decide (load_checkpoint names what does not fit).
+    epoch = int(load_checkpoint(ckpt, model, opt, state=state)["epoch"])
     _continue_schedule(sched, sched_state, epoch * steps_per_epoch)
     return epoch, list(extra.get("history", []))
 
@@ -322,7 +316,7 @@ def train(config: str, data: str | Path, *, out: str | Path | None = None, resum
             sampler.set_epoch(epoch)
             # Augmentation draws keyed by (seed, epoch, rank): a resumed epoch sees the crops and flips of an
             # uninterrupted run (exactly so with workers 0; persistent workers keep their own streams).
-            torch.manual_seed((recipe.seed * 1_000_003 + epoch) * 1024 + pg.rank)
+            torch.manual_seed(epoch_seed(recipe.seed, epoch) * 1024 + pg.rank)
             lr = opt.param_groups[0]["lr"]
             loss, images, seconds = train_epoch(ddp, train_dl, opt, sched, loss_fn, dtype, prepare, pg,
                                                 f"epoch {epoch + 1}/{recipe.epochs}")

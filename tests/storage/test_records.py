@@ -138,3 +138,24 @@ def test_kept_weights_are_the_trials_artifact_and_a_missing_staged_file_records_
     with pytest.raises(UserError) as err:
         st.require_weights(study, by_number[lost.number], key="--weights")
     assert f"trials that kept weights: #{kept.number}" in str(err.value)
+
+
+def test_an_invalid_spec_is_fail_without_values_and_an_over_budget_one_complete_at_accuracy_0(tmp_path):
+    # The docs' sentence on budgets (search-spaces.md): over budget -> COMPLETE, accuracy 0, constraint > 0;
+    # a spec too broken to count -> FAIL with no values; both carry the reason and use no budget.
+    cfg = _cfg(tmp_path)
+    study = load_or_create_study(cfg, open_storage(cfg.storage_url()), optuna.samplers.RandomSampler(seed=0))
+    invalid = study.ask()
+    st.set_constraints(invalid, {"valid": 1.0})
+    st.record_sampled(invalid, {}, "invalid", None, None, None, 2)
+    st.record_infeasible(study, invalid, cfg, "sk.G: 48 groups do not divide the SK width 64", None, None)
+    over = study.ask()
+    st.set_constraints(over, {"max_macs": 0.5})
+    st.record_sampled(over, {"backbone": "resnext_cifar"}, "SK[3, 4, 4]", 9000, 90000, 10, 2)
+    st.record_infeasible(study, over, cfg, "macs 90K > max_macs 60K", 9000, 90000)
+    invalid_t, over_t = study.get_trials()
+    assert invalid_t.state == TrialState.FAIL and invalid_t.values is None
+    assert over_t.state == TrialState.COMPLETE and over_t.values == [0.0, 90000.0] and over_t.constraints["max_macs"] > 0
+    assert [st.status(t) for t in (invalid_t, over_t)] == ["infeasible", "infeasible"]
+    assert "groups do not divide" in invalid_t.user_attrs["infeasible"]
+    assert not any(counts_toward_budget(t) or is_failure(t) for t in (invalid_t, over_t))

@@ -79,15 +79,18 @@ def test_full_trials_keep_their_weights_pruned_ones_none_and_export_writes_them(
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_keep_weights_all_keeps_pruned_trials_weights_too(tmp_path):
-    path = write_study(tmp_path, n_trials=4, epochs=2, scheduler=ASHA, concurrent=1)
+def test_keep_weights_all_keeps_pruned_trials_weights_too_but_never_a_failed_ones(tmp_path, monkeypatch):
+    path = write_study(tmp_path, n_trials=5, epochs=2, scheduler=ASHA, concurrent=1)
     text = path.read_text().replace("  max_failures: 3\n", "  max_failures: 3\n  keep_weights: all\n")
     path.write_text(text)
     cfg = load_study(path)
     assert cfg.tune.keep_weights == "all"
+    monkeypatch.setenv("SKSEARCH_INJECT_FAULT", "4:nan")  # diverges in its first epoch: FAIL
     assert run_study(cfg, out=io.StringIO()) == 0
     study = load(path)
-    trials = counted(study)
+    failed = [t for t in counted(study) if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [4] and records.weights_artifact(study, failed[0]) is None
+    trials = [t for t in counted(study) if t.state != TrialState.FAIL]
     assert any(t.state == TrialState.PRUNED for t in trials)  # the same trials and verdicts as above
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     for t in trials:
