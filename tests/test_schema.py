@@ -68,3 +68,56 @@ def test_every_key_is_in_the_reference_with_a_description(kind):
     if kind == "study":
         row = {r["key"]: r for r in rows}["tune.scheduler.type"]
         assert row["default"] == '"fifo"' and '"pareto_asha"' in row["type"]
+
+
+@pytest.mark.parametrize("kind", ["study", "space"])
+def test_the_committed_schema_is_the_printed_one_and_every_shipped_file_names_it(kind):
+    # Editors read schemas/*.schema.json through each file's first line; it must not drift from the models.
+    committed = json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text())
+    assert committed == schema(kind), "run: sksearch schema KIND > schemas/KIND.schema.json"
+    folder = "studies" if kind == "study" else "search_spaces"
+    for path in sorted((ROOT / folder).glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first == f"# yaml-language-server: $schema=../schemas/{kind}.schema.json", path.name
+
+
+SPACE = "base: sknet29\nsearch: {sk.r: {choices: [8, 16]}}\n"
+BAD_STUDIES = {
+    "unknown top-level key": "serch_space: s.yaml\n",
+    "unknown nested key": "tune: {n_trails: 4}\n",
+    "a number that is text": "tune: {n_trials: many}\n",
+    "a value below its minimum": "tune: {n_trials: 0}\n",
+    "a choice that does not exist": "tune: {scheduler: {type: hyperband}}\n",
+    "a block that is not a mapping": "train: 5\n",
+    "an objective without direction": "objectives: [{metric: accuracy}]\n",
+}
+BAD_SPACES = {
+    "unknown top-level key": "base: sknet29\nserch: {}\n",
+    "no base": "search: {sk.r: {choices: [8]}}\n",
+    "set that is not a mapping": "base: sknet29\nset: [1, 2]\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STUDIES))
+def test_what_the_study_schema_refuses_the_loader_refuses_with_exit_2(case, tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(SPACE)
+    text = "name: bad\nsearch_space: s.yaml\n" + BAD_STUDIES[case]
+    if case == "unknown top-level key":
+        text = "name: bad\n" + BAD_STUDIES[case]
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(yaml.safe_load(text), schema("study"))
+    assert cli.main(["run", str(tmp_path / "bad.yaml"), "--dry-run", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.yaml" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPACES))
+def test_what_the_space_schema_refuses_the_loader_refuses_with_exit_2(case, tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(BAD_SPACES[case])
+    (tmp_path / "study.yaml").write_text("name: bad\nsearch_space: s.yaml\n")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(yaml.safe_load(BAD_SPACES[case]), schema("space"))
+    assert cli.main(["run", str(tmp_path / "study.yaml"), "--dry-run", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "s.yaml" in err and "Traceback" not in err
