@@ -4,10 +4,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable
 
 EXIT_USAGE = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what a scheduler (SLURM, Kubernetes, systemd) expects after SIGTERM
 
 
 class UserError(Exception):
@@ -66,22 +69,60 @@ def from_validation_error(exc: Any, file: str | None = None, prefix: str = "") -
     return UserError(msg, file=file, key=key or None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the same unwinding as Ctrl-C (a run's own trials are recorded as
+    interrupted, Ray is shut down, a training run keeps its last epoch's checkpoint), then exit 143."""
+
+
+_terminating = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if _terminating.is_set():  # a second signal while shutting down: leave at once
+        os._exit(EXIT_TERMINATED)
+    _terminating.set()
+    raise Terminated()
+
+
+def sigterm_received() -> bool:
+    """Whether this command got SIGTERM (for code that returns from a library which swallowed the interrupt)."""
+    return _terminating.is_set()
+
+
+def handle_sigterm() -> Any:
+    """Turn SIGTERM into Terminated (main thread only); returns the handler it replaced. Call it again after a
+    library installs its own: ray.init's native handler prints a stack dump and aborts (exit 134)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def cli_entry(fn: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a command's main(): user errors print one line and exit 2; Ctrl-C exits 130."""
+    """Wrap a command's main(): user errors print one line and exit 2; Ctrl-C exits 130, SIGTERM 143."""
 
     @functools.wraps(fn)
     def wrapper(argv: list[str] | None = None) -> int:
+        _terminating.clear()
+        before = handle_sigterm()
         try:
             return int(fn(argv) or 0)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
+            # Libraries that catch the signal's exception may re-raise a plain KeyboardInterrupt (Ray does):
+            # the flag, not the exception's type, says which signal it was.
+            if _terminating.is_set():
+                print("terminated (SIGTERM)", file=sys.stderr)
+                return EXIT_TERMINATED
             print("interrupted", file=sys.stderr)
             return 130
         except BrokenPipeError:
             # `sksearch inspect ... --json | head`: the reader left; quietly stop writing.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
+        finally:
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
 
     return wrapper

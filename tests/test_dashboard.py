@@ -68,9 +68,13 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path):
         # Opened with the study's artifact store: the kept weights are served from the trial's page.
         assert json.loads(_get(f"http://127.0.0.1:{port}/api/meta")[1])["artifact_is_available"] is True
         assert _get(f"http://127.0.0.1:{port}/artifacts/{study_id}/{trial_id}/{artifact}") == (200, data)
+        proc.terminate()  # SIGTERM, as systemd stops a service: a clean stop, one line, exit 143
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and "terminated (SIGTERM)" in out and "Traceback" not in out, out
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_dashboard_before_any_run_is_a_clear_error(tmp_path, capsys):

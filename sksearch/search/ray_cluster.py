@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sksearch.config import StudyConfig
-from sksearch.errors import UserError
+from sksearch.errors import UserError, handle_sigterm
 
 # Set where a study starts (configure_ray_env), never at import: a notebook's own Ray Tune stays as it was.
 RAY_ENV = {
@@ -71,6 +71,7 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
         # "local" starts a Ray of our own: a bare ray.init() would join whatever cluster the file
         # /tmp/ray/ray_current_cluster names, and wait forever if that cluster has died.
         ray.init(address="local", **kwargs)
+    handle_sigterm()  # ray.init installed a native SIGTERM handler that dumps stacks and aborts
     # Ray logs a crashed trial's traceback from its controller; the live view already reports it in one
     # line and the storage keeps its error, so keep the console readable.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)

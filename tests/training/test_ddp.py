@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,29 @@ def test_a_resumed_schedule_continues_where_it_stopped():
         opt2.step()
         sched2.step()
     assert resumed == pytest.approx(lrs[20:], rel=1e-9, abs=1e-12)
+
+
+def test_sigterm_stops_training_with_143_and_resume_continues(data, tmp_path):
+    # A scheduler's stop: the last finished epoch's checkpoint stays, exit 143, and --resume continues from it.
+    config = _config(tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sksearch.train", str(config), "--data", str(data), "--out",
+                             str(out), "--epochs", "200", "--batch-size", "4", "--workers", "0", "--resolution", "32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    done = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 200
+    assert _train(config, data, out, "--epochs", str(done + 1), "--resume") == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == done + 1

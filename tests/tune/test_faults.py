@@ -99,3 +99,33 @@ def test_sksearch_run_killed_at_a_step_then_rerun_trains_exactly_n_trials(tmp_pa
     finally:
         if url:
             optuna.delete_study(study_name=load(path).study_name, storage=url)
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_with_143_and_a_rerun_trains_the_rest(tmp_path):
+    # What SLURM, Kubernetes and systemd send before they kill: one line, this run's trials recorded as
+    # interrupted, Ray shut down (no native stack dump), exit 143; a rerun trains exactly the rest.
+    path = write_study(tmp_path, n_trials=3, epochs=2, concurrent=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "sksearch.run", str(path)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def training() -> bool:  # a trial has reported an epoch and is still RUNNING
+        study = load_if_created(path)
+        return study is not None and any(t.state == TrialState.RUNNING and t.user_attrs.get("epochs_done")
+                                          for t in study.get_trials())
+
+    try:
+        wait_for(training, timeout=240, what="a trial mid-training",
+                 alive=lambda: driver.poll() is None or pytest.fail(driver.communicate()[1]))
+        driver.send_signal(signal.SIGTERM)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        _kill_group(driver.pid)
+    assert driver.returncode == 143, err
+    assert err.count("terminated (SIGTERM)") == 1 and "SIGTERM received" not in err and "Traceback" not in err, err
+    study = load(path)
+    assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert any(t.state == TrialState.FAIL and "error" not in t.user_attrs for t in study.get_trials())  # interrupted
+    rerun = run_cli([str(path)])
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert len(counted(load(path))) == 3
