@@ -155,12 +155,21 @@ class Ledger:
 
     # -- heartbeats -----------------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
+        failing = False  # one line when beats start failing, one when they are written again
         while not self._stop.wait(self.interval):
             for trial_id in self.held():
                 try:
                     self.storage.record_heartbeat(trial_id)
-                except Exception:  # a passing database error: the next beat retries
-                    pass
+                except Exception as exc:  # the next beat retries; another driver may fail our trials meanwhile
+                    if not failing:
+                        failing = True
+                        self.log(f"heartbeats cannot be written to the storage ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:160]}); retrying every {self.interval:g} s")
+                    break
+                else:
+                    if failing:
+                        failing = False
+                        self.log("heartbeats are written again")
 
     def held(self) -> list[int]:
         with self._lock:

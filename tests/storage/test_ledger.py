@@ -217,3 +217,48 @@ def test_a_seed_confirmation_is_no_slot_and_does_not_block_other_drivers(make):
     assert b.state().used == 1 and [t.number for t in make.study.best_trials] == [original.number]
     tb = b.ask()
     assert b.claim(tb)  # the last slot is still free
+
+
+
+@pytest.mark.postgres
+def test_heartbeats_that_cannot_be_written_are_said_once_and_their_return_once(postgres_url):
+    # A database that refuses writes (made read-only, its sessions cut; a failover looks the same): the
+    # heartbeat thread keeps retrying and says so once, then once more when beats are written again.
+    import time
+    import uuid
+
+    url = sqlalchemy.engine.make_url(postgres_url)
+    cfg = StudyConfig.model_validate({"name": f"beats-{uuid.uuid4().hex[:8]}", "search_space": "x.yaml",
+                                      "output_dir": "unused"})
+    storage = open_storage(postgres_url)
+    study = load_or_create_study(cfg, storage, optuna.samplers.RandomSampler(seed=0))
+    lines: list[str] = []
+    ledger = Ledger(study, storage, 1, interval=0.2, grace=GRACE, backoff=(0, 0), log=lines.append)
+    admin = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def set_read_only(on: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = '
+                                         f'{"on" if on else "off"}'))
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": url.database})
+
+    def wait_for_line(text: str) -> None:
+        deadline = time.monotonic() + 60
+        while not any(text in line for line in lines):
+            assert time.monotonic() < deadline, (text, lines)
+            time.sleep(0.1)
+
+    try:
+        trial = ledger.ask()
+        assert ledger.claim(trial)
+        set_read_only(True)
+        try:
+            wait_for_line("heartbeats cannot be written")
+        finally:
+            set_read_only(False)
+        wait_for_line("heartbeats are written again")
+    finally:
+        ledger.close()
+        admin.dispose()
+    assert sum("cannot be written" in line for line in lines) == 1
