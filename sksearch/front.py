@@ -7,8 +7,19 @@ multi-objective helpers; each has a plain numpy fallback used when a new Optuna 
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import numpy as np
+
+# Hypervolumes are taken on normalised losses: 1 - accuracy (reference 1) and cost / scale (reference 1.05, so
+# a model at exactly the budget still adds a sliver of volume and one past 1.05 x the budget adds none).
+COST_REFERENCE = 1.05
+
+
+def cost_scale(budget: float | None, seen: Iterable[float]) -> float:
+    """What a cost is divided by before its hypervolume: the study's budget on it, else the largest value seen
+    (the report, the replay and the ehvi proposer use this one rule, so their volumes agree)."""
+    return float(budget or max(seen, default=1.0)) or 1.0
 
 
 def _is_pareto_front_fallback(losses: np.ndarray, assume_unique_lexsorted: bool = False) -> np.ndarray:

@@ -27,9 +27,9 @@ from sksearch.config import StudyConfig
 from sksearch.storage import records
 from sksearch.units import format_count
 
-COST_REFERENCE = 1.05
 
 # The array-level front math lives in sksearch.front (below search/ and results/); re-exported for old callers.
+from sksearch.front import COST_REFERENCE, cost_scale  # noqa: E402
 from sksearch.front import (_hypervolume_fallback, _is_pareto_front, _is_pareto_front_fallback,  # noqa: F401
                             _peel_fronts, compute_hypervolume, nondomination_ranks)
 
@@ -111,7 +111,7 @@ class Normaliser:
                 continue
             seen = [float(c) for t in trials if (c := records.cost(t, name)) is not None]
             seen += [t.values[i] for t in trials if t.values is not None and records.status(t) == "full"]
-            scales.append(float(budgets.get(name) or max(seen, default=1.0)) or 1.0)
+            scales.append(cost_scale(budgets.get(name), seen))
         return cls(tuple(names), tuple(study.directions), tuple(scales))
 
     @property

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.config import StudyConfig
-from sksearch.front import (expected_hypervolume_improvement, expected_positive_part, hypervolume,
+from sksearch.front import (COST_REFERENCE, cost_scale, expected_hypervolume_improvement, expected_positive_part, hypervolume,
                              is_pareto_front)
 from sksearch.search.dryrun import iter_distinct
 from sksearch.search.feasibility import Feasibility
@@ -36,7 +36,6 @@ from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 from sksearch.storage import records as st
 
-COST_REFERENCE = 1.05  # as results.pareto.Normaliser: a cost at 1.05 x its scale adds no volume
 MAX_OBSERVATIONS = 600  # a GP fit is cubic in these; beyond, the oldest trials go
 RETUNE_GROWTH = 1.25    # the kernel's hyperparameters are re-optimised when the data grew by this factor
 
@@ -234,7 +233,7 @@ class FrontGainProposer:
         for name in self.cost_names:
             seen = [float(getattr(c.feas, name) or 0) for c in pool]
             seen += [float(v) for t in trials if (v := st.cost(t, name)) is not None]
-            out.append(float(budgets.get(name) or max(seen, default=1.0)) or 1.0)
+            out.append(cost_scale(budgets.get(name), seen))
         return out
 
     def _cost(self, feas: Feasibility, scales: Sequence[float]) -> list[float]:

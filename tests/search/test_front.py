@@ -37,3 +37,11 @@ def test_ehvi_is_the_hypervolume_gain_when_certain_and_its_mean_when_not():
         ys = rng.normal(mu, sd, 4000)
         mc = np.mean([front.hypervolume(np.vstack([f, [y, cost]]), ref) - base for y in ys])
         assert np.isclose(front.expected_hypervolume_improvement(f, ref, cost, mu, sd), mc, atol=3e-3)
+
+
+def test_one_cost_scale_rule_for_the_report_and_the_proposer():
+    from sksearch.front import cost_scale
+
+    assert cost_scale(300e6, [5e9]) == 300e6          # the budget when the study has one
+    assert cost_scale(None, [2e6, 9e6, 4e6]) == 9e6    # else the largest cost seen
+    assert cost_scale(None, []) == 1.0 and cost_scale(None, [0.0]) == 1.0
