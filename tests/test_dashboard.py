@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from tests.results.conftest import make_results_study
 
 
@@ -44,6 +46,7 @@ def _keep_a_file(cfg) -> tuple[int, int, str, bytes]:
     return study._study_id, trial._trial_id, artifact, data
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_on_loopback(tmp_path):
     cfg = make_results_study(tmp_path, name="dash-study")
     study_id, trial_id, artifact, data = _keep_a_file(cfg)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -13,6 +14,7 @@ BASE_ONLY = ("description: the baseline\nbase:\n  backbone: resnext_cifar\n  dep
              "  sk: {G: 8, r: 8, L: 16, attention: softmax, branches: [{kernel: 3}, {kernel: 1}]}\n")
 
 
+@pytest.mark.slow
 def test_sksearch_run_on_a_base_only_space_trains_it_once(tmp_path: Path, one_torch_thread: None) -> None:
     import torch
 

@@ -140,6 +140,7 @@ def test_equal_identity_exactly_when_the_built_networks_have_the_same_structure(
 
 # -- wired in: the twin check and the front ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_searcher_trains_each_network_of_the_quick_start_space_once(tmp_path: Path):
     """The searcher alone (no Ray) on the quick start's space with a real SQLite storage: every sample it
     hands out is a new network; a repeat is recorded as a copy of its twin; the front holds each network once."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import optuna
 import yaml
 
@@ -62,6 +63,7 @@ def _proposed_feasibility(cfg, space, proposal):
     return sample_feasibility(space, study.ask(), cfg)
 
 
+@pytest.mark.slow
 def test_random_until_the_model_has_data_then_never_a_trained_or_infeasible_network(tmp_path):
     # A MACs budget that the biggest networks break, and trained networks whose accuracy grows with their
     # MACs: the model's favourites are the big, infeasible ones and the trained ones; neither is proposed.

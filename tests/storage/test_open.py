@@ -194,6 +194,7 @@ def _open_at_once(url: str, barrier, errors: list) -> None:
         errors.append(str(exc))
 
 
+@pytest.mark.slow
 def test_processes_creating_one_new_database_at_once_all_open_it(tmp_path):
     # A driver and a dashboard (or two drivers) started together on a fresh SQLite file both create
     # Optuna's tables; the one that loses the race must open the database the other made.

@@ -194,6 +194,7 @@ def test_a_resumed_schedule_continues_where_it_stopped():
     assert resumed == pytest.approx(lrs[20:], rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_with_143_and_resume_continues(data, tmp_path):
     # A scheduler's stop: the last finished epoch's checkpoint stays, exit 143, and --resume continues from it.
     config = _config(tmp_path / "tiny.yaml")

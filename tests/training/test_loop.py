@@ -30,6 +30,7 @@ def small_sk(widths=(8, 16, 32)) -> ArchSpec:
     })
 
 
+@pytest.mark.slow
 def test_small_sk_network_learns_the_synthetic_set():
     data = make_data(DatasetConfig(name="synthetic", train_size=3000, test_size=200), batch_size=16, device=CPU)
     recipe = TrainConfig(epochs=3, batch_size=16, lr=0.05, nesterov=True, schedule="cosine", warmup_epochs=0.3)
