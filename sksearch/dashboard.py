@@ -7,7 +7,7 @@ import socket
 import sys
 
 from sksearch.config import load_study
-from sksearch.errors import Terminated, UserError, cli_entry, sigterm_received
+from sksearch.errors import UserError, cli_entry
 from sksearch.storage.open import open_study, redact_url
 from sksearch.storage.records import artifact_store
 
@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"optuna-dashboard for {redact_url(url)} at http://{args.host}:{args.port}/ (study {cfg.name!r}); "
           "Ctrl-C stops it", flush=True)
     run_server(url, host=args.host, port=args.port, artifact_store=artifact_store(cfg))
-    if sigterm_received():  # bottle's server returns quietly from the interrupt: report it as SIGTERM
-        raise Terminated()
     return 0
 
 

@@ -84,11 +84,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def sigterm_received() -> bool:
-    """Whether this command got SIGTERM (for code that returns from a library which swallowed the interrupt)."""
-    return _terminating.is_set()
-
-
 def handle_sigterm() -> Any:
     """Turn SIGTERM into Terminated (main thread only); returns the handler it replaced. Call it again after a
     library installs its own: ray.init's native handler prints a stack dump and aborts (exit 134)."""
@@ -105,7 +100,12 @@ def cli_entry(fn: Callable[..., int | None]) -> Callable[..., int]:
         _terminating.clear()
         before = handle_sigterm()
         try:
-            return int(fn(argv) or 0)
+            status = int(fn(argv) or 0)
+            if not _terminating.is_set():
+                return status
+            # A library caught the interrupt and returned quietly (bottle's server does): still a SIGTERM.
+            print("terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE

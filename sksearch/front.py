@@ -18,7 +18,7 @@ COST_REFERENCE = 1.05
 
 def cost_scale(budget: float | None, seen: Iterable[float]) -> float:
     """What a cost is divided by before its hypervolume: the study's budget on it, else the largest value seen
-    (the report, the replay and the ehvi proposer use this one rule, so their volumes agree)."""
+    (the report's Normaliser and the ehvi proposer use this one rule, so their volumes agree)."""
     return float(budget or max(seen, default=1.0)) or 1.0
 
 

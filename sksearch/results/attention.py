@@ -369,7 +369,7 @@ def run_attention(*, study_file: str | None, trial: str | None, spec_file: str |
 
 def attention_pointer(study: Any, cfg: Any) -> str | None:
     """The line a finished run ends with: `sksearch attention` for the best trial with attention (None when no
-    front trial has any). For search/tune.py's closing summary."""
+    fully trained trial has any). For search/tune.py's closing summary."""
     t = best_with_attention(study)
     if t is None:
         return None

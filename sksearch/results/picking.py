@@ -4,7 +4,7 @@ with attention (attention's suggestions and the line a finished run ends with). 
 - `best` is the most accurate trial of the full-fidelity front (the cheaper one on a tie), within the
   optional cost limits;
 - the best trial with attention is the most accurate fully trained trial whose SK units have attention (and,
-  when asked, kept weights): on the front when the front has one, but a dominated one is still worth a look.
+  when asked, kept weights), on the front or not: a dominated one is still worth a look.
 """
 from __future__ import annotations
 
@@ -70,10 +70,9 @@ def _trial_has_attention(t: FrozenTrial) -> bool:
     return spec is not None and has_attention(spec)
 
 
-def best_with_attention(study: optuna.Study, *, need_weights: bool = False,
-                        trials: Sequence[FrozenTrial] | None = None) -> FrozenTrial | None:
+def best_with_attention(study: optuna.Study, *, need_weights: bool = False) -> FrozenTrial | None:
     """The most accurate full-fidelity trial with attention (and kept weights, when `need_weights`), or None."""
-    full = full_fidelity_trials(study.get_trials(deepcopy=False) if trials is None else trials)
+    full = full_fidelity_trials(study.get_trials(deepcopy=False))
     keep = (lambda t: _trial_has_attention(t) and records.weights_artifact(study, t) is not None) if need_weights \
         else _trial_has_attention
     return most_accurate(full, study.metric_names, where=keep)

@@ -49,7 +49,7 @@ def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, 
     assert printed and set(printed) == {f["trial"] for f in summary["front"]} == {t.number for t in study.best_trials}
     for f in summary["front"]:
         assert printed[f["trial"]] == round(f["accuracy"], 4)
-    # The run ends pointing at `sksearch attention` for the best front trial with attention, when there is one.
+    # The run ends pointing at `sksearch attention` for its best trial with attention, when there is one.
     pointer = attention_pointer(study, load_study(path))
     assert ("look inside: sksearch attention" in text) == (pointer is not None)
     assert pointer is None or pointer in text
