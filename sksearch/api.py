@@ -101,7 +101,8 @@ class Study:
     def trials(self) -> "pd.DataFrame":
         """One row per trial, in trial order. Columns: number, state (Optuna's), status (full, pruned,
         infeasible, duplicate, confirmation, failed, interrupted, ...), label, M, G, r, L, paths, attention,
-        accuracy, macs, params, epochs, seconds, on_front."""
+        accuracy, macs, params, latency_ms (predicted on the study's latency target; None when it uses
+        none), epochs, seconds, on_front."""
         import pandas as pd
 
         from sksearch.results.pareto import front_trials
@@ -122,7 +123,8 @@ class Study:
                 "paths": "+".join(b.name for b in sk.branches) if sk else None,
                 "attention": sk.attention if sk else None,
                 "accuracy": records.accuracy(t, names), "macs": records.cost(t, records.Key.MACS),
-                "params": records.cost(t, records.Key.PARAMS), "epochs": records.epochs_done(t),
+                "params": records.cost(t, records.Key.PARAMS),
+                "latency_ms": records.cost(t, records.Key.LATENCY_MS), "epochs": records.epochs_done(t),
                 "seconds": records.train_seconds(t), "on_front": t.number in front,
             })
         return pd.DataFrame(rows, columns=list(_COLUMNS))
@@ -180,7 +182,7 @@ class Study:
 
 
 _COLUMNS = ("number", "state", "status", "label", "M", "G", "r", "L", "paths", "attention", "accuracy", "macs",
-            "params", "epochs", "seconds", "on_front")
+            "params", "latency_ms", "epochs", "seconds", "on_front")
 
 
 def _config(study_file: "str | Path | StudyConfig") -> "StudyConfig":

@@ -182,6 +182,27 @@ class Constraints(_Block):
     max_macs: Count | None = Field(None, description="Budget on multiply-adds (e.g. 300M, 1.5G), checked on the "
                                                      "meta device before a trial trains.")
     max_params: Count | None = Field(None, description="Budget on learnable parameters (e.g. 5M).")
+    max_latency_ms: float | None = Field(None, gt=0, description="Budget on the predicted inference time in "
+                                                                 "milliseconds on the `latency` target, checked "
+                                                                 "before a trial trains.")
+
+
+class LatencyConfig(_Block):
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Where latency is measured: cpu, or cuda (the "
+                                                             "driver's GPU; the driver must have one).")
+    batch: int = Field(1, ge=1, description="Images per forward pass (1: one request at a time).")
+    threads: int = Field(1, ge=1, description="cpu: torch threads while timing.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="The dtype of weights and inputs.")
+    channels_last: bool = Field(False, description="Time in the NHWC memory format.")
+    warmup: int = Field(3, ge=0, description="Untimed runs before timing each unit.")
+    repeats: int = Field(20, ge=4, description="Timed runs per unit at least; the median is kept, the "
+                                               "interquartile range is its spread.")
+    min_seconds: float = Field(0.1, ge=0, description="Time each unit for at least this long (more runs for "
+                                                       "fast units).")
+    presample: int = Field(256, ge=0, description="Specs drawn from the space before any trial starts whose "
+                                                  "units are timed then, while no trial shares the machine.")
+    check: int = Field(3, ge=0, description="Whole networks timed before trials start to report the table's "
+                                            "prediction error.")
 
 
 class SchedulerConfig(_Block):
@@ -192,7 +213,9 @@ class SchedulerConfig(_Block):
     reduction_factor: float = Field(3, gt=1, description="Rungs at grace_period x rf^k epochs; about 1 in rf "
                                                          "continues at each.")
     max_epochs: int | None = Field(None, ge=1, description="The last rung; default train.epochs.")
-    cost: Literal["macs", "params"] = Field("macs", description="pareto_asha: the cost axis of the dominance sort.")
+    cost: Literal["macs", "params", "latency"] = Field(
+        "macs", description="pareto_asha: the cost axis of the dominance sort (latency: the predicted "
+                            "milliseconds on the `latency` target).")
     keep_most_accurate: bool = Field(True, description="pareto_asha: also promote a rung's top 1/rf by accuracy "
                                                        "alone.")
 
@@ -243,6 +266,10 @@ class StudyConfig(_Block):
         min_length=1, description="accuracy first, then the costs the front trades it against.",
     )
     constraints: Constraints = Field(default_factory=Constraints, description="Budgets checked before training.")
+    latency: LatencyConfig | None = Field(None, description="The target latency is predicted for (used when an "
+                                                            "objective, a constraint or the scheduler's cost "
+                                                            "names latency; default cpu, batch 1, 1 thread, "
+                                                            "fp32).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="One trial's training recipe.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="How Ray Tune schedules the trials.")
     storage: str | None = Field(None, description="A SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db. "
@@ -263,11 +290,7 @@ class StudyConfig(_Block):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives: each metric may appear once (got {metrics})")
-        # The schedulers, the report and the front all read accuracy as the first, maximised objective, and
-        # nothing measures latency: refuse such a file at load, not at the first trial's end.
-        if "latency" in metrics:
-            raise ValueError(f"objectives[{metrics.index('latency')}].metric: latency is not measured by sksearch; "
-                             "use macs or params as the cost objective")
+        # The schedulers, the report and the front all read accuracy as the first, maximised objective.
         if "accuracy" not in metrics:
             raise ValueError("objectives: accuracy must be one of the objectives (the first, maximised)")
         if metrics[0] != "accuracy":
@@ -318,6 +341,15 @@ class StudyConfig(_Block):
     def max_epochs(self) -> int:
         return self.tune.scheduler.max_epochs or self.train.epochs
 
+    def uses_latency(self) -> bool:
+        """Whether anything in the study reads latency (an objective, a constraint, pareto_asha's cost)."""
+        return ("latency" in [o.metric for o in self.objectives] or self.constraints.max_latency_ms is not None
+                or (self.tune.scheduler.type == "pareto_asha" and self.tune.scheduler.cost == "latency"))
+
+    def latency_target(self) -> LatencyConfig | None:
+        """The latency target when the study uses latency (its `latency` block, or the default one)."""
+        return (self.latency or LatencyConfig()) if self.uses_latency() else None
+
     def storage_url(self, override: str | None = None) -> str:
         """--storage beats SKSEARCH_STORAGE beats the study's `storage` beats the SQLite default."""
         url = override or os.environ.get("SKSEARCH_STORAGE") or self.storage
@@ -345,4 +377,11 @@ def load_study(path: str | Path) -> StudyConfig:
         raise UserError(f"class list not found: {ds.classes_file}", file=str(path), key="dataset.classes_file")
     if not ds.needs_images_for_geometry():
         study.geometry()
+    target = study.latency_target()
+    if target is not None and target.device == "cuda":
+        import torch  # only here: a study file without a CUDA latency target loads without torch
+
+        if not torch.cuda.is_available():
+            raise UserError("latency on cuda needs a GPU where the driver runs, and torch sees none here; "
+                            "use device: cpu", file=str(path), key="latency.device")
     return study

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     prov = doc["provenance"]
     src, tgt = prov["source"], prov["target"]
     print(f"trial {prov['trial']}: {src['label']}  accuracy {src['accuracy']:.2%} on {prov['dataset']}, "
-          f"{src['params']:,} params, {src['macs']:,} MACs")
+          f"{src['params']:,} params, {src['macs']:,} MACs"
+          + (f", {src['latency_ms']:.3g} ms" if src.get("latency_ms") is not None else ""))
     print(f"exported to {tgt['layout']}: {tgt['params']:,} params, {tgt['macs']:,} MACs -> {out}")
     if "weights" in prov:
         print(f"weights of trial {prov['trial']} ({src['label']}, its own {src['input_size'][1]}px network; "

@@ -60,6 +60,9 @@ def reference(kind: str) -> list[dict[str, str]]:
         for name, prop in node.get("properties", {}).items():
             key = f"{prefix}{name}"
             target = _resolve(prop, defs)
+            for option in target.get("anyOf", []):  # an optional block (`latency: {...} | null`)
+                if "properties" in _resolve(option, defs):
+                    target = _resolve(option, defs)
             if "properties" not in target:  # a list of blocks (objectives) documents its item's keys too
                 items = target.get("items")
                 target = _resolve(items, defs) if isinstance(items, dict) else target

@@ -13,6 +13,19 @@ from tests.tune.helpers import MYSQL_URL, PG_URL, reachable
 pytest_plugins = ["tests.timing", "tests.leftovers"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Latency tables (sksearch.latency) go to a folder of this run, not the user's ~/.cache, and subprocesses
+    the tests start inherit it."""
+    before = os.environ.get("SKSEARCH_CACHE")
+    os.environ["SKSEARCH_CACHE"] = str(tmp_path_factory.mktemp("sksearch-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SKSEARCH_CACHE", None)
+    else:
+        os.environ["SKSEARCH_CACHE"] = before
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Small tensors on a shared 2-core box: intra-op threads only spin-wait (a forward pass ran up to 20x

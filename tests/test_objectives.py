@@ -1,4 +1,4 @@
-"""Objectives are validated when the study file is loaded: accuracy first and maximised, latency refused."""
+"""Objectives are validated when the study file is loaded: accuracy first and maximised, each metric once."""
 from __future__ import annotations
 
 import pytest
@@ -9,8 +9,8 @@ SPACE = "base: sknet29\n"
 
 
 @pytest.mark.parametrize("objectives, key, words", [
-    ("[{metric: accuracy, direction: maximize}, {metric: latency, direction: minimize}]",
-     "objectives[1].metric", "latency is not measured"),
+    ("[{metric: accuracy, direction: maximize}, {metric: latency, direction: minimize}, "
+     "{metric: latency, direction: minimize}]", "objectives", "each metric may appear once"),
     ("[{metric: macs, direction: minimize}]", "objectives", "accuracy must be one of the objectives"),
     ("[{metric: accuracy, direction: minimize}]", "objectives[0].direction", "maximize"),
     ("[{metric: macs, direction: minimize}, {metric: accuracy, direction: maximize}]",

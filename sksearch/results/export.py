@@ -102,6 +102,9 @@ def build_export(cfg: StudyConfig, *, trial: str = "best", depth: int = 50, max_
         "target": {"layout": f"SKNet-{depth} (preset {TARGET_PRESETS[depth]})", "params": c.params, "macs": c.macs,
                    "select_macs": c.select_macs, "input_size": spec.input_size},
     }
+    if row["latency_ms"] is not None:  # predicted on the study's latency target (the source network, not the export)
+        provenance["source"]["latency_ms"] = row["latency_ms"]
+        provenance["source"]["latency_target"] = chosen.user_attrs.get(records.Key.LATENCY_TARGET)
     return {"spec": spec.to_dict(), "recipe": Recipe().model_dump(mode="json"), "provenance": provenance}
 
 

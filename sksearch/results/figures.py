@@ -36,7 +36,8 @@ STYLE = {
     "interrupted": dict(name="interrupted (driver stopped; last accuracy)",
                         marker=dict(symbol="square-open", size=8, color="#8c564b")),
 }
-AXIS_TITLE = {Key.MACS: "MACs (multiply-adds)", Key.PARAMS: "parameters"}
+AXIS_TITLE = {Key.MACS: "MACs (multiply-adds)", Key.PARAMS: "parameters",
+              Key.LATENCY_MS: "latency (ms, predicted on the study's latency target)"}
 
 
 # -- per-trial facts ---------------------------------------------------------------------------------------------
@@ -65,7 +66,8 @@ def hover(t: FrozenTrial, acc: float | None) -> str:
     acc_text = "-" if acc is None else f"{acc:.2%}"
     return (f"trial {t.number} ({html.escape(records.explain(t))[:240]})<br>{sk_description(t)}<br>accuracy "
             f"{acc_text} | MACs {format_count(records.cost(t, Key.MACS))} | params "
-            f"{format_count(records.cost(t, Key.PARAMS))}")
+            f"{format_count(records.cost(t, Key.PARAMS))}"
+            + (f" | {ms:.3g} ms" if (ms := records.cost(t, Key.LATENCY_MS)) is not None else ""))
 
 
 # -- accuracy vs cost ---------------------------------------------------------------------------------------------
@@ -112,7 +114,9 @@ def accuracy_data(trials: Sequence[FrozenTrial], axis: str, names: Sequence[str]
     idx = front_2d([p.accuracy for _, p in full], [p.cost for _, p in full])
     on = set(idx)
     rest = {s: [p for i, (_, p) in enumerate(pts) if not (s == "full" and i in on)] for s, pts in by_status.items()}
-    refs = [m for m in reference_models(dataset) if (m.macs if axis == Key.MACS else m.params) is not None]
+    # the papers report MACs and params, not latency on this machine
+    refs = [] if axis == Key.LATENCY_MS else [m for m in reference_models(dataset)
+                                              if (m.macs if axis == Key.MACS else m.params) is not None]
     spread = []
     for t in trials:
         mean, sd, runs = noise.spread(t.number) if noise is not None else (0.0, None, 0)

@@ -10,7 +10,7 @@ Hypervolume (Optuna's `compute_hypervolume`, which minimises): every objective i
 the reference point means the same in every study:
 - accuracy (maximised): loss = 1 - accuracy, reference 1 (an untrained model);
 - a cost (macs, params, latency; minimised): cost / scale, reference 1.05, where scale is the study's budget
-  for it (constraints.max_macs / max_params) when set, else the largest cost of any trial that reports it.
+  for it (constraints.max_macs / max_params / max_latency_ms) when set, else the largest cost of any trial that reports it.
 With [accuracy, macs] the largest possible value is 1 x 1.05 = 1.05.
 """
 from __future__ import annotations
@@ -103,7 +103,8 @@ class Normaliser:
         trials = study.get_trials(deepcopy=False)
         budgets = {}
         if cfg is not None:
-            budgets = {records.Key.MACS: cfg.constraints.max_macs, records.Key.PARAMS: cfg.constraints.max_params}
+            budgets = {records.Key.MACS: cfg.constraints.max_macs, records.Key.PARAMS: cfg.constraints.max_params,
+                       "latency": cfg.constraints.max_latency_ms}
         scales = []
         for i, (name, d) in enumerate(zip(names, study.directions)):
             if name == records.Key.ACCURACY:

@@ -61,7 +61,9 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
     noise = front_noise(front, trials, names)
     dataset = study_cfg.dataset.name
     figs: dict[str, go.Figure] = {}
-    for axis in (Key.MACS, Key.PARAMS):
+    axes = [Key.MACS, Key.PARAMS] + ([Key.LATENCY_MS] if any(records.cost(t, Key.LATENCY_MS) is not None
+                                                             for t in trials) else [])
+    for axis in axes:
         figs[f"accuracy_vs_{axis}"] = draw_accuracy(accuracy_data(trials, axis, names, dataset, front_numbers, noise))
     figs["hypervolume"] = draw_hypervolume(study, norm)
     importance, n_eligible = importance_data(study, names)
@@ -96,9 +98,12 @@ def write_report(study_cfg: StudyConfig, storage_url: str | None = None, out_dir
 
 
 def _page(cfg: StudyConfig, url: str, summary: dict[str, Any], figs: dict[str, go.Figure]) -> str:
+    timed = any(f.get("latency_ms") is not None for f in summary["front"])
     rows = "".join(
         f"<tr><td>{f['trial']}</td><td>{html.escape(str(f['label']))}</td><td>{_pct(f['accuracy'])}</td>"
-        f"<td>{_spread(f)}</td><td>{format_count(f['macs'])}</td><td>{format_count(f['params'])}</td></tr>"
+        f"<td>{_spread(f)}</td><td>{format_count(f['macs'])}</td><td>{format_count(f['params'])}</td>"
+        + (f"<td>{f['latency_ms']:.3g}</td>" if timed and f.get("latency_ms") is not None else "<td>-</td>" * timed)
+        + "</tr>"
         for f in summary["front"])
     status = ", ".join(f"{v} {k}" for k, v in sorted(summary["by_status"].items()))
     parts = [f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>sksearch report: {html.escape(cfg.name)}</title>
@@ -109,7 +114,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px}}</style></head><body>
 storage: {html.escape(redact_url(url))}; trials: {summary['trials']} ({html.escape(status)}).
 The front holds full-fidelity, feasible trials only; pruned trials are shown at their last accuracy.</p>
 <h2>Pareto front</h2><table><tr><th>trial</th><th>SK settings</th><th>accuracy</th>
-<th>over seeds: mean &plusmn; SD (runs)</th><th>MACs</th><th>params</th></tr>
+<th>over seeds: mean &plusmn; SD (runs)</th><th>MACs</th><th>params</th>{"<th>latency (ms)</th>" * timed}</tr>
 {rows}</table><p>{_noise_text(summary)}</p>"""]
     for i, (name, fig) in enumerate(figs.items()):
         parts.append(f'<h2 id="{name}">{name.replace("_", " ")}</h2>')

@@ -73,14 +73,23 @@ def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO 
     rows = sample_specs(study, n, seed=seed)
     elapsed = time.perf_counter() - start
 
-    budgets = ", ".join(f"{k} {format_count(v)}" for k, v in study.constraints.model_dump().items() if v) or "none"
+    budgets = ", ".join(f"{k} {v:g}" if k == "max_latency_ms" else f"{k} {format_count(v)}"
+                        for k, v in study.constraints.model_dump().items() if v) or "none"
     print(f"study {study.name}: {n} specs from {display_path(study.space_path())} (budgets: {budgets})", file=out)
-    print(f"{'#':>4}  {'params':>8}  {'MACs':>8}  {'feasible':<8}  settings", file=out)
+    timed = study.latency_target() is not None
+    if timed:
+        from sksearch.latency import table_for
+
+        print(f"latency: predicted on {table_for(study.latency_target()).target.describe()} (per-unit table)",
+              file=out)
+    print(f"{'#':>4}  {'params':>8}  {'MACs':>8}  " + (f"{'ms':>8}  " if timed else "") + f"{'feasible':<8}  settings",
+          file=out)
     for i, (params, feas) in enumerate(rows):
         p = format_count(feas.params) if feas.params is not None else "-"
         m = format_count(feas.macs) if feas.macs is not None else "-"
+        ms = f"{feas.latency:.3g}" if feas.latency is not None else "-"
         verdict = "yes" if feas.feasible else "no"
-        line = f"{i:>4}  {p:>8}  {m:>8}  {verdict:<8}  {_settings(feas, params)}"
+        line = f"{i:>4}  {p:>8}  {m:>8}  " + (f"{ms:>8}  " if timed else "") + f"{verdict:<8}  {_settings(feas, params)}"
         if not feas.feasible:
             line += f"  [{feas.reason}]"
         print(line, file=out)
@@ -93,6 +102,9 @@ def dry_run(study: StudyConfig, n: int, *, seed: int | None = None, out: TextIO 
         macs = [f.macs for f in feasible]
         summary += (f"; feasible params {format_count(min(params))}-{format_count(max(params))}, "
                     f"MACs {format_count(min(macs))}-{format_count(max(macs))}")
+        if timed:
+            ms = [f.latency for f in feasible]
+            summary += f", latency {min(ms):.3g}-{max(ms):.3g} ms"
     distinct = len({f.spec.identity() for _, f in rows if f.spec is not None})
     summary += f"; {distinct} distinct networks; {elapsed:.1f} s"
     print(summary, file=out)

@@ -52,7 +52,10 @@ def front_table(rows: Sequence[dict[str, Any]], seed_sd: float | None = None, th
     if not rows:
         return "(no trial has finished at full fidelity yet)"
     spread = any((r.get("runs") or 0) > 1 for r in rows)
+    timed = any(r.get("latency_ms") is not None for r in rows)
     header = f"{'trial':>5}  {'SK setting':<40} {'accuracy':>8} {'params':>8} {'MACs':>8}"
+    if timed:
+        header += f" {'ms':>8}"
     if spread:
         header += f"  {'over seeds: mean +- SD (runs)':<30} noise"
     lines = [header, "-" * len(header)]
@@ -60,6 +63,9 @@ def front_table(rows: Sequence[dict[str, Any]], seed_sd: float | None = None, th
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         line = (f"{r['trial']:>5}  {r['label']:<40} {acc:>8} {format_count(r['params']):>8} "
                 f"{format_count(r['macs']):>8}")
+        if timed:
+            ms = r.get("latency_ms")
+            line += f" {'-' if ms is None else f'{ms:.3g}':>8}"
         if spread:
             sd = r.get("accuracy_sd")
             cell = f"{r['accuracy_mean']:.4f} +- {sd:.4f} ({r['runs']})" if sd is not None else "(1 run)"

@@ -228,7 +228,8 @@ class FrontGainProposer:
         return Proposal(c.params, float(scores[best]), float(mean[best]), float(sd[best]))
 
     def _scales(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> list[float]:
-        budgets = {"macs": self.cfg.constraints.max_macs, "params": self.cfg.constraints.max_params}
+        budgets = {"macs": self.cfg.constraints.max_macs, "params": self.cfg.constraints.max_params,
+                   "latency": self.cfg.constraints.max_latency_ms}
         out = []
         for name in self.cost_names:
             seen = [float(getattr(c.feas, name) or 0) for c in pool]

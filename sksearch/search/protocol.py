@@ -2,7 +2,7 @@
 
 - TrialConfig: what the searcher hands Ray for one trial (suggest's return), read by search.trial.run_trial;
 - EpochResult: what a trial reports to Ray after each epoch (or once, with `error`, when it crashed), read by
-  the searcher and the schedulers (metric ACCURACY, time attribute EPOCH, cost attributes params/macs);
+  the searcher and the schedulers (metric ACCURACY, time attribute EPOCH, cost attributes params/macs/latency);
 - the progress events the searcher sends to the live view (search.progress.ProgressPrinter).
 
 Write them with the constructors here and read them through `read_result`; never index the dicts by hand.
@@ -22,6 +22,7 @@ class TrialConfig(TypedDict):
     params: int
     macs: int
     max_epochs: int
+    latency: float         # predicted milliseconds on the study's latency target (0.0 when it uses none)
     seed: int              # the training seed: the study's train.seed, another one for a seed confirmation
 
 
@@ -34,6 +35,7 @@ class EpochResult(TypedDict, total=False):
     train_seconds: float
     params: int
     macs: int
+    latency: float         # the trial's predicted latency, a cost known before training (pareto_asha's cost)
     trial_number: int
     node: str
     compile_seconds: float  # torch.compile time, timed apart from training (epoch 1)
@@ -43,26 +45,26 @@ class EpochResult(TypedDict, total=False):
 
 
 def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_epochs: int, *,
-                 seed: int) -> TrialConfig:
+                 seed: int, latency: float | None = None) -> TrialConfig:
     return TrialConfig(trial_number=number, spec=spec, params=int(params), macs=int(macs), max_epochs=max_epochs,
-                       seed=int(seed))
+                       latency=float(latency or 0.0), seed=int(seed))
 
 
 def epoch_result(*, accuracy: float, epoch: int, train_loss: float, images_per_second: float, epoch_seconds: float,
                  train_seconds: float, params: int, macs: int, trial_number: int, node: str,
-                 compile_seconds: float = 0.0, weights: str | None = None) -> EpochResult:
+                 compile_seconds: float = 0.0, weights: str | None = None, latency: float = 0.0) -> EpochResult:
     result = EpochResult(accuracy=accuracy, epoch=epoch, train_loss=train_loss, images_per_second=images_per_second,
                          epoch_seconds=epoch_seconds, train_seconds=train_seconds, params=params, macs=macs,
-                         trial_number=trial_number, node=node, compile_seconds=compile_seconds)
+                         latency=latency, trial_number=trial_number, node=node, compile_seconds=compile_seconds)
     if weights is not None:
         result["weights"] = weights
     return result
 
 
 def error_result(error: str, *, params: int, macs: int, trial_number: int, node: str,
-                 error_kind: str = "crash") -> EpochResult:
-    return EpochResult(error=error, error_kind=error_kind, params=params, macs=macs, trial_number=trial_number,
-                       node=node)
+                 error_kind: str = "crash", latency: float = 0.0) -> EpochResult:
+    return EpochResult(error=error, error_kind=error_kind, params=params, macs=macs, latency=latency,
+                       trial_number=trial_number, node=node)
 
 
 @dataclass(frozen=True)

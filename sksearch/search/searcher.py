@@ -36,6 +36,7 @@ class LiveTrial:
     label: str
     params: int
     macs: int
+    latency: float | None = None  # predicted ms on the study's latency target, when it uses one
     history: list[float] = field(default_factory=list)
     epochs_done: int = 0
     weights: str | None = None  # the latest weights its worker staged (tune.keep_weights)
@@ -82,6 +83,13 @@ class StudySearcher(Searcher):
         # that ran out of device memory is recorded FAIL but does not count toward tune.max_failures.
         self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_oom)
         self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
+        # What each trial's latency_ms was predicted on (None when the study does not use latency).
+        target = cfg.latency_target()
+        self.latency_target = None
+        if target is not None:
+            from sksearch.latency import table_for
+
+            self.latency_target = table_for(target).target.to_dict()
 
     def close(self) -> None:
         """Stop beating; trials still live here (Ctrl-C, a crash) are failed so a rerun replaces them at once."""
@@ -132,11 +140,12 @@ class StudySearcher(Searcher):
             twin = self._trained_twin(feas.spec) if feas.feasible else None
             st.set_constraints(trial, feas.constraints, repeated=twin is not None)
             st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
-                              feas.select_macs, self.max_epochs)
+                              feas.select_macs, self.max_epochs, latency_ms=feas.latency,
+                              latency_target=self.latency_target)
             if not feas.feasible:
                 with self.ledger.finish(trial._trial_id, trained=False):
                     st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params,
-                                         feas.macs)
+                                         feas.macs, feas.latency)
                 self.on_event(protocol.Infeasible(trial.number, label, feas.reason or "infeasible"))
                 if self.space.fixed:  # a baseline: every sample is this same spec
                     self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
@@ -153,10 +162,11 @@ class StudySearcher(Searcher):
             if not self.ledger.claim(trial):
                 return None  # another driver took the last slot between our count and our claim
             with self._lock:
-                self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0))
+                self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0),
+                                                feas.latency)
             self.on_event(protocol.Started(trial.number, label, int(feas.params or 0), int(feas.macs or 0)))
             return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
-                                              self.max_epochs, seed=self.cfg.train.seed))
+                                              self.max_epochs, seed=self.cfg.train.seed, latency=feas.latency))
         if duplicates >= MAX_REPEATS_IN_A_ROW:
             # Nothing new to train: a small space is used up. That ends the study normally.
             self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
@@ -188,12 +198,13 @@ class StudySearcher(Searcher):
         trial = self.ledger.ask()
         st.record_confirmation(trial, original, seed, self.run_id, self.max_epochs)
         params, macs = int(st.cost(original, st.Key.PARAMS) or 0), int(st.cost(original, st.Key.MACS) or 0)
+        latency = st.cost(original, st.Key.LATENCY_MS)
         label = f"{st.label(original)} (seed {seed} of trial {original.number})"
         with self._lock:
-            self.live[trial_id] = LiveTrial(trial, label, params, macs)
+            self.live[trial_id] = LiveTrial(trial, label, params, macs, latency)
         self.on_event(protocol.Started(trial.number, label, params, macs))
         return dict(protocol.trial_config(trial.number, st.spec(original) or {}, params, macs, self.max_epochs,
-                                          seed=seed))
+                                          seed=seed, latency=latency))
 
     def _trained_twin(self, spec: ArchSpec) -> optuna.trial.FrozenTrial | None:
         """A full-fidelity trial of the same network (ArchSpec.identity: r and L that give the same attention
@@ -261,7 +272,7 @@ class StudySearcher(Searcher):
             self._keep_weights(lt, error)
             state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done,
                                   max_epochs=self.max_epochs, accuracy=accuracy, params=lt.params, macs=lt.macs,
-                                  error=error, error_kind=kind)
+                                  error=error, error_kind=kind, latency_ms=lt.latency)
         if write.lost:
             return
         self.on_event(protocol.Ended(lt.trial.number, lt.label, state.name, lt.epochs_done, accuracy, error))

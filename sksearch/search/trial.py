@@ -109,7 +109,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     train_cfg = cfg.train.model_copy(update={"seed": int(config.get("seed", cfg.train.seed))})
     torch.set_num_threads(max(1, threads))
     spec = ArchSpec.from_dict(config["spec"])
-    extra = {"params": config["params"], "macs": config["macs"], "trial_number": config["trial_number"],
+    extra = {"params": config["params"], "macs": config["macs"], "latency": float(config.get("latency", 0.0)),
+             "trial_number": config["trial_number"],
              "node": _node_name()}
     started = time.perf_counter()
     reporting = False

@@ -106,6 +106,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     from sksearch.search.searcher import StudySearcher
     from sksearch.search.trial import run_trial
 
+    latency_table = prepare_latency(cfg, space, study, store, out)
     printer = ProgressPrinter(out)
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer, confirm=confirm)
     scheduler = make_scheduler(cfg)
@@ -137,17 +138,56 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
         tuner.fit()
     finally:
         searcher.close()
+        if latency_table is not None:
+            latency_table.detach()
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
     print("", file=out)
     _summarise(cfg, study, url, storage, n_trials, out, overhead=lambda trials: overhead_line(
         trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent))
+    if latency_table is not None and latency_table.measured_while_training:
+        print(f"latency: {latency_table.measured_while_training} units were timed while trials trained (not in the "
+              f"pre-sample of latency.presample = {cfg.latency_target().presample} specs); their figures may be high",
+              file=out)
     if searcher.exhausted:
         print(f"\nended early: {searcher.exhausted}", file=out)
     if searcher.stop_reason:
         print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, store: Any, out: Any) -> Any:
+    """Before any trial starts (so that no training shares the cores being timed): share the study's stored
+    latency table, time the units of latency.presample specs drawn from the space, and time a few whole
+    networks against the table's prediction. Units first met later are timed at proposal, and counted."""
+    target = cfg.latency_target()
+    if target is None:
+        return None
+    import itertools
+
+    from sksearch.latency import Timing, check, table_for
+    from sksearch.search.dryrun import iter_samples
+    from sksearch.storage import records
+
+    table = table_for(target)
+    tid, study_id = table.target.id, study._study_id
+    stored = records.latency_units(store, study_id, tid)
+    table.merge({k: Timing.from_list(v) for k, v in stored.items()})
+    table.share(lambda key, timing: records.record_latency_unit(store, study_id, tid, key, timing.to_list()),
+                already=set(stored))
+    table.training, table.measured_while_training = False, 0
+    start, before = time.perf_counter(), table.measured
+    specs, seen = [], set()
+    for _, feas in itertools.islice(iter_samples(cfg, space=space), target.presample):
+        if feas.spec is not None and feas.spec.identity() not in seen:  # iter_samples predicted it: units timed
+            seen.add(feas.spec.identity())
+            specs.append(feas.spec)
+    result = check(table, specs[:target.check])
+    print(f"latency on {table.target.describe()}: {len(table.units)} units in the table, "
+          f"{table.measured - before} timed now ({time.perf_counter() - start:.1f} s); {result.describe()}", file=out)
+    table.training = True
+    return table
 
 
 def _spent_study(cfg: StudyConfig, store: Any, n_trials: int) -> optuna.Study | None:

@@ -37,6 +37,8 @@ class Key:
     PARAMS = "params"
     MACS = "macs"
     SELECT_MACS = "select_macs"
+    LATENCY_MS = "latency_ms"        # predicted inference time on the study's latency target (sksearch.latency)
+    LATENCY_TARGET = "latency_target"  # that target: device, batch, threads, precision, hardware, table id
     # per trial: training progress and outcome
     MAX_EPOCHS = "max_epochs"
     EPOCHS_DONE = "epochs_done"
@@ -60,6 +62,14 @@ class Key:
     INTERRUPTED = "interrupted"
     # per study
     CONFIG = "config"                # the study file as validated, for resume checks
+    # per study, as system attributes (kept out of the dashboard's attribute table): the latency table, one
+    # entry per measured unit, "latency:<target id>:<unit key>" -> [median ms, spread ms, runs]
+    LATENCY_UNIT_PREFIX = "latency:"
+
+
+# Objective and constraint names of each measured cost, and the trial attribute that holds it.
+COST_ATTRS = {"params": Key.PARAMS, "macs": Key.MACS, "select_macs": Key.SELECT_MACS, "latency": Key.LATENCY_MS,
+              Key.LATENCY_MS: Key.LATENCY_MS}
 
 
 WORST = {"accuracy": 0.0}  # what an untrained (infeasible) spec scores, so samplers learn to avoid it
@@ -73,21 +83,27 @@ REPEAT_CONSTRAINT = "repeated"
 
 # -- the state of each trial ---------------------------------------------------------------------------------
 
-def objective_values(cfg: StudyConfig, accuracy: float, params: int, macs: int) -> list[float]:
-    by_name = {Key.ACCURACY: accuracy, Key.PARAMS: float(params), Key.MACS: float(macs)}
+def objective_values(cfg: StudyConfig, accuracy: float, params: int, macs: int,
+                     latency_ms: float | None = None) -> list[float]:
+    by_name = {Key.ACCURACY: accuracy, Key.PARAMS: float(params), Key.MACS: float(macs),
+               "latency": float(latency_ms or 0.0)}
     return [by_name[o.metric] for o in cfg.objectives]
 
 
 # -- writers: everything the driver records about a trial -------------------------------------------------------
 
 def record_sampled(trial: optuna.Trial, spec: dict[str, Any], label: str, params: int | None, macs: int | None,
-                   select_macs: int | None, max_epochs: int) -> None:
+                   select_macs: int | None, max_epochs: int, *, latency_ms: float | None = None,
+                   latency_target: dict[str, Any] | None = None) -> None:
     trial.set_user_attr(Key.SPEC, spec)
     trial.set_user_attr(Key.LABEL, label)
     if params is not None:
         trial.set_user_attr(Key.PARAMS, int(params))
         trial.set_user_attr(Key.MACS, int(macs or 0))
         trial.set_user_attr(Key.SELECT_MACS, int(select_macs or 0))
+    if latency_ms is not None:
+        trial.set_user_attr(Key.LATENCY_MS, round(float(latency_ms), 5))
+        trial.set_user_attr(Key.LATENCY_TARGET, latency_target or {})
     trial.set_user_attr(Key.MAX_EPOCHS, max_epochs)
     trial.set_user_attr(Key.EPOCHS_DONE, 0)
     trial.set_user_attr(Key.FULL_FIDELITY, False)
@@ -100,14 +116,14 @@ def set_constraints(trial: optuna.Trial, constraints: dict[str, float], *, repea
 
 
 def record_infeasible(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, reason: str,
-                      params: int | None, macs: int | None) -> None:
+                      params: int | None, macs: int | None, latency_ms: float | None = None) -> None:
     """Never trained. With counts, it is COMPLETE at the worst accuracy and violates its constraints (samplers
     learn from it, fronts skip it); a spec too broken to count is FAIL."""
     trial.set_user_attr(Key.INFEASIBLE, reason)
     if params is None:
         study.tell(trial, state=TrialState.FAIL)
     else:
-        study.tell(trial, objective_values(cfg, WORST[Key.ACCURACY], params, macs or 0))
+        study.tell(trial, objective_values(cfg, WORST[Key.ACCURACY], params, macs or 0, latency_ms))
 
 
 def record_duplicate(study: optuna.Study, trial: optuna.Trial, original: FrozenTrial) -> None:
@@ -138,7 +154,9 @@ def record_confirmation(trial: optuna.Trial, original: FrozenTrial, seed: int, r
     trial.set_user_attr(Key.RUN_ID, run_id)
     set_constraints(trial, {k: v for k, v in original.constraints.items() if k != REPEAT_CONSTRAINT}, repeated=True)
     record_sampled(trial, spec(original) or {}, label(original), cost(original, Key.PARAMS),
-                   cost(original, Key.MACS), cost(original, Key.SELECT_MACS), max_epochs)
+                   cost(original, Key.MACS), cost(original, Key.SELECT_MACS), max_epochs,
+                   latency_ms=cost(original, Key.LATENCY_MS),
+                   latency_target=original.user_attrs.get(Key.LATENCY_TARGET))
 
 
 def record_epoch(storage: RDBStorage, trial_id: int, *, epoch: int, accuracy: float, history: Sequence[float],
@@ -158,7 +176,7 @@ def record_epoch(storage: RDBStorage, trial_id: int, *, epoch: int, accuracy: fl
 
 def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, epochs_done: int, max_epochs: int,
                accuracy: float | None, params: int, macs: int, error: str | None,
-               error_kind: str | None = None) -> TrialState:
+               error_kind: str | None = None, latency_ms: float | None = None) -> TrialState:
     """COMPLETE when trained for the full budget, PRUNED when a scheduler stopped it, FAIL with its error
     (and its kind: "oom" or "crash")."""
     if error is not None:
@@ -168,7 +186,7 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
         return TrialState.FAIL
     if accuracy is not None and epochs_done >= max_epochs:
         trial.set_user_attr(Key.FULL_FIDELITY, True)
-        study.tell(trial, objective_values(cfg, accuracy, params, macs))
+        study.tell(trial, objective_values(cfg, accuracy, params, macs, latency_ms))
         return TrialState.COMPLETE
     # Stopped early: the last values stay as user attributes (record_epoch), never as objective values.
     study.tell(trial, state=TrialState.PRUNED)
@@ -386,8 +404,10 @@ def label(t: FrozenTrial) -> str:
 
 
 def cost(t: FrozenTrial, name: str) -> float | None:
-    """A measured cost of the trial's spec (params, macs, select_macs), or None when it was not counted."""
-    value = t.user_attrs.get(name) if name in (Key.PARAMS, Key.MACS, Key.SELECT_MACS) else None
+    """A measured cost of the trial's spec (params, macs, select_macs, latency or latency_ms), or None when it
+    was not measured."""
+    attr = COST_ATTRS.get(name)
+    value = t.user_attrs.get(attr) if attr else None
     return value if isinstance(value, (int, float)) else None
 
 
@@ -407,4 +427,17 @@ def front_row(t: FrozenTrial, metric_names: Sequence[str] | None = None) -> dict
     """One row of a front table (console, report, summary.json): the same keys everywhere."""
     return {"trial": t.number, "label": label(t), "accuracy": accuracy(t, metric_names),
             "params": cost(t, Key.PARAMS), "macs": cost(t, Key.MACS), "select_macs": cost(t, Key.SELECT_MACS),
-            "epochs": epochs_done(t)}
+            "latency_ms": cost(t, Key.LATENCY_MS), "epochs": epochs_done(t)}
+
+
+# -- the latency table a study shares between its drivers (sksearch.latency) ------------------------------------
+
+def latency_units(storage: RDBStorage, study_id: int, target_id: str) -> dict[str, list]:
+    """{unit key: [median ms, spread ms, runs]} of one target, as stored by any driver of the study."""
+    prefix = f"{Key.LATENCY_UNIT_PREFIX}{target_id}:"
+    return {k[len(prefix):]: v for k, v in storage.get_study_system_attrs(study_id).items()
+            if k.startswith(prefix) and isinstance(v, list)}
+
+
+def record_latency_unit(storage: RDBStorage, study_id: int, target_id: str, unit: str, timing: list) -> None:
+    storage.set_study_system_attr(study_id, f"{Key.LATENCY_UNIT_PREFIX}{target_id}:{unit}", timing)

@@ -1,0 +1,361 @@
+"""Latency known before training: a per-unit table measured on the target device, summed per network.
+
+A network's inference time is predicted as the sum of its units' times (stem, each unit by its recipe and
+input shape, head), each unit timed alone in eval mode with random weights (the values do not change the
+time) on the study's target: device, batch, CPU threads, precision, memory format. The whole network is
+timed for a sample of specs to report how far the sum is from the real thing (`check`).
+
+Units are measured once per target and memoised three ways: in this process, in a JSON file under the
+cache folder (what `sksearch inspect --latency` and later runs on this machine reuse) and, during a study,
+in the study's storage (storage.records owns those keys), so reruns and other drivers share the table.
+A target names the machine (CPU model or GPU name) and the torch version: a table is never reused on
+other hardware.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from sksearch.config import LatencyConfig
+from sksearch.models import Block, blueprint, build_model
+from sksearch.spec import ArchSpec
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cache_dir() -> Path:
+    """Where memoised tables live: $SKSEARCH_CACHE, else $XDG_CACHE_HOME/sksearch, else ~/.cache/sksearch."""
+    env = os.environ.get("SKSEARCH_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sksearch"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device_name(device: str) -> str:
+    """The hardware a figure belongs to (CUDA-only branch: the GPU's name)."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return _cpu_name()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a latency figure is measured on. `id` names the table: settings, hardware and torch version."""
+
+    config: LatencyConfig
+    hardware: str
+    torch_version: str
+
+    @classmethod
+    def of(cls, config: LatencyConfig) -> "Target":
+        return cls(config, _device_name(config.device), torch.__version__.split("+")[0])
+
+    @property
+    def id(self) -> str:
+        c = self.config
+        key = json.dumps([c.device, c.batch, c.threads, c.precision, c.channels_last, self.hardware,
+                          self.torch_version])
+        return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        c = self.config
+        threads = f", {c.threads} thread{'s' * (c.threads > 1)}" if c.device == "cpu" else ""
+        layout = ", channels_last" if c.channels_last else ""
+        return f"{c.device} ({self.hardware}), batch {c.batch}{threads}, {c.precision}{layout}"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "hardware": self.hardware, "torch": self.torch_version,
+                **self.config.model_dump(include={"device", "batch", "threads", "precision", "channels_last"})}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One measured module: median milliseconds and the spread (interquartile range) over `n` runs."""
+
+    ms: float
+    spread: float
+    n: int
+
+    def to_list(self) -> list:
+        return [round(self.ms, 5), round(self.spread, 5), self.n]
+
+    @classmethod
+    def from_list(cls, data: list) -> "Timing":
+        return cls(float(data[0]), float(data[1]), int(data[2]))
+
+
+@dataclass(frozen=True)
+class PartLatency:
+    name: str
+    ms: float
+    spread: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A network's predicted latency: the sum of its parts; spread = root sum of squares of the units'."""
+
+    ms: float
+    spread: float
+    parts: list[PartLatency]
+
+
+# -- timing ---------------------------------------------------------------------------------------------------
+
+def _sync(device: str) -> None:
+    """Wait for queued kernels before reading the clock (CUDA-only branch; the CPU runs synchronously)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _prepare(module: torch.nn.Module, input_shape: tuple[int, ...], c: LatencyConfig
+             ) -> tuple[torch.nn.Module, torch.Tensor]:
+    dtype = _DTYPES[c.precision]
+    fmt = torch.channels_last if c.channels_last else torch.contiguous_format
+    module = module.eval().to(device=c.device, dtype=dtype, memory_format=fmt)
+    x = torch.randn(c.batch, *input_shape, device=c.device).to(dtype=dtype, memory_format=fmt)
+    return module, x
+
+
+_WARM: set[str] = set()
+
+
+def _warm_up_process(c: LatencyConfig) -> None:
+    """The first timing in a process runs slow (thread pool, allocator and kernel caches starting up): spend
+    a fraction of a second on a plain conv first, once per device, so the first unit is timed like the rest."""
+    if c.device in _WARM:
+        return
+    conv, x = _prepare(torch.nn.Conv2d(64, 64, 3, padding=1), (64, 32, 32), c.model_copy(update={"batch": 1}))
+    with _threads(c.threads), torch.inference_mode():
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            conv(x)
+            _sync(c.device)
+    _WARM.add(c.device)
+
+
+def time_module(module: torch.nn.Module, input_shape: tuple[int, ...], c: LatencyConfig) -> Timing:
+    """Median and interquartile range of `module`'s forward pass, after warm-up; at least c.repeats runs
+    and at least c.min_seconds of them, so that sub-millisecond units are timed over many runs."""
+    _warm_up_process(c)
+    module, x = _prepare(module, input_shape, c)
+    with _threads(c.threads), torch.inference_mode():
+        for _ in range(c.warmup):
+            module(x)
+        _sync(c.device)
+        times: list[float] = []
+        total = 0.0
+        while len(times) < c.repeats or (total < c.min_seconds and len(times) < 50 * c.repeats):
+            start = time.perf_counter()
+            module(x)
+            _sync(c.device)
+            elapsed = time.perf_counter() - start
+            times.append(elapsed)
+            total += elapsed
+    q = statistics.quantiles(times, n=4)
+    # rounded to 10 ns as stored, so a table read back predicts exactly what the one that timed it did
+    return Timing(round(statistics.median(times) * 1e3, 5), round((q[2] - q[0]) * 1e3, 5), len(times))
+
+
+def unit_key(block: Block, input_shape: tuple[int, ...]) -> str:
+    """A stable name for one unit at one input shape, from the module it builds (types, channels, kernels,
+    strides, groups): units that build the same module share an entry whatever the spec that names them
+    (r and L that give the same attention width, say)."""
+    with torch.device("meta"):
+        structure = repr(block.build())
+    return hashlib.sha1(f"{structure}|{tuple(input_shape)}".encode()).hexdigest()[:16]
+
+
+def _output_shape(block: Block, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    with torch.device("meta"), torch.no_grad():
+        return tuple(block.build().eval()(torch.empty(1, *input_shape)).shape[1:])
+
+
+def _read_units(path: Path, target_id: str) -> dict[str, Timing]:
+    """The units of a table file, if it is one of this target (a missing or foreign file gives none)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("target", {}).get("id") != target_id:
+        return {}
+    units = {}
+    for key, value in (data.get("units") or {}).items():
+        try:
+            units[key] = Timing.from_list(value)
+        except (TypeError, ValueError, IndexError):
+            continue
+    return units
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+
+class LatencyTable:
+    """The per-unit table of one target: lookups, measurements of what is missing, and persistence.
+
+    `sink`, when set (a study's storage, see attach), receives every new unit so other drivers share it.
+    `measured` counts the units this process timed itself (what the memo saves is visible in tests).
+    """
+
+    def __init__(self, config: LatencyConfig, *, path: Path | None = None):
+        self.target = Target.of(config)
+        self.config = config
+        self.path = path if path is not None else cache_dir() / "latency" / f"{self.target.id}.json"
+        self.units: dict[str, Timing] = {}
+        self.measured = 0
+        self.measured_while_training = 0
+        self.training = False  # set by the driver once trials run: later measurements share the machine
+        self.sink: Callable[[str, Timing], None] | None = None
+        self.shared: set[str] = set()  # units the sink already holds
+        self._shapes: dict[tuple, tuple[int, ...]] = {}
+        self._keys: dict[tuple, str] = {}  # (recipe, input shape) -> unit_key: one meta build per recipe
+        self._lock = threading.Lock()
+        self._read_file()
+
+    # persistence
+    def _read_file(self) -> None:
+        self.merge(_read_units(self.path, self.target.id))
+
+    def save(self) -> None:
+        """Merge this table into its file (written whole: a reader never sees half of it)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            units = {**_read_units(self.path, self.target.id), **self.units}
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"target": self.target.to_dict(), "units": {k: t.to_list() for k, t in units.items()}}, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only cache costs the next process a re-measurement, nothing else
+
+    def share(self, sink: Callable[[str, Timing], None], *, already: set[str]) -> None:
+        """Send every unit this table is asked for (timed now or read from the file) to `sink` once, e.g. the
+        study's storage, so other drivers and reruns of the study reuse it."""
+        self.sink, self.shared = sink, set(already)
+
+    def detach(self) -> None:
+        """The study is done: stop sending units to its storage (the table lives on in this process)."""
+        self.sink, self.shared, self.training = None, set(), False
+
+    def merge(self, units: dict[str, Timing]) -> None:
+        with self._lock:
+            for key, timing in units.items():
+                self.units.setdefault(key, timing)
+
+    # measurement
+    def unit(self, block: Block, input_shape: tuple[int, ...]) -> Timing:
+        recipe = (block.key(), input_shape)
+        key = self._keys.get(recipe)
+        if key is None:
+            key = self._keys[recipe] = unit_key(block, input_shape)
+        with self._lock:
+            hit = self.units.get(key)
+            if hit is None:
+                with torch.device("cpu"):
+                    module = block.build()
+                hit = self.units[key] = time_module(module, input_shape, self.config)
+                self.measured += 1
+                self.measured_while_training += self.training
+            if self.sink is None or key in self.shared:
+                return hit
+            self.shared.add(key)
+        self.sink(key, hit)
+        return hit
+
+    def _shape_after(self, block: Block, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        key = (block.key(), input_shape)
+        if key not in self._shapes:
+            self._shapes[key] = _output_shape(block, input_shape)
+        return self._shapes[key]
+
+    def predict(self, spec: ArchSpec) -> Prediction:
+        """The spec's latency as the sum of its units' (measuring the units not in the table yet)."""
+        shape = tuple(spec.input_size)
+        parts = []
+        before = self.measured
+        for name, blocks in blueprint(spec).items():
+            ms = var = 0.0
+            for block in blocks:
+                t = self.unit(block, shape)
+                ms, var = ms + t.ms, var + t.spread ** 2
+                shape = self._shape_after(block, shape)
+            parts.append(PartLatency(name, ms, var ** 0.5))
+        if self.measured > before:
+            self.save()
+        return Prediction(sum(p.ms for p in parts), sum(p.spread ** 2 for p in parts) ** 0.5, parts)
+
+    def measure_network(self, spec: ArchSpec) -> Timing:
+        """The whole network timed as one module, for the table's error (not memoised)."""
+        with torch.device("cpu"):
+            model = build_model(spec)
+        return time_module(model, tuple(spec.input_size), self.config)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The table's prediction against whole-network timings: relative errors, one per spec."""
+
+    errors: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(abs(e) for e in self.errors) if self.errors else 0.0
+
+    @property
+    def worst(self) -> float:
+        return max((abs(e) for e in self.errors), default=0.0)
+
+    def describe(self) -> str:
+        return (f"per-unit sum vs whole network on {len(self.errors)} specs: median error {self.median:.1%}, "
+                f"worst {self.worst:.1%}")
+
+
+def check(table: LatencyTable, specs: list[ArchSpec]) -> CheckResult:
+    return CheckResult([table.predict(s).ms / table.measure_network(s).ms - 1.0 for s in specs])
+
+
+_TABLES: dict[str, LatencyTable] = {}
+
+
+def table_for(config: LatencyConfig) -> LatencyTable:
+    """The process's table for this target (one per target, so every caller shares its memo)."""
+    target = Target.of(config)
+    key = f"{target.id}:{cache_dir()}"
+    if key not in _TABLES:
+        _TABLES[key] = LatencyTable(config)
+    table = _TABLES[key]
+    # repeats and warm-up do not name the table but decide how new units are timed
+    table.config = config
+    return table

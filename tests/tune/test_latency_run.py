@@ -1,0 +1,77 @@
+"""Latency as a cost in a real run (real Ray, real Optuna, real timing): an objective, a budget and
+Pareto-ASHA's cost; on the front, in the report, in summary.json and the export; the unit table shared
+through the study's storage."""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import statistics
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from sksearch import latency
+from sksearch.config import load_study
+from sksearch.export import main as export_main
+from sksearch.search.dryrun import iter_samples
+from sksearch.search.tune import run_study
+from sksearch.storage import records
+from tests.tune.helpers import counted, load, write_study
+
+pytestmark = pytest.mark.slow
+
+TIMING = {"warmup": 1, "repeats": 6, "min_seconds": 0.01, "presample": 16, "check": 1}
+
+
+def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKSEARCH_CACHE", str(tmp_path / "cache"))
+    objectives = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
+    probe = write_study(tmp_path, name="probe", objectives=objectives, latency=TIMING)
+    # A budget that about half the space meets, from the same table the run will use.
+    predicted = [f.latency for _, f in itertools.islice(iter_samples(load_study(probe)), 16) if f.feasible]
+    limit = round(statistics.median(predicted), 4)
+    path = write_study(tmp_path, name="lat", n_trials=4, epochs=2, objectives=objectives, latency=TIMING,
+                       constraints={"max_latency_ms": limit},
+                       scheduler={"type": "pareto_asha", "cost": "latency", "grace_period": 1,
+                                  "reduction_factor": 2})
+    out = io.StringIO()
+    assert run_study(load_study(path), out=out) == 0
+    text = out.getvalue()
+    assert "latency on cpu" in text and "per-unit sum vs whole network on 1 specs" in text
+
+    study = load(path)
+    trials = study.get_trials()
+    target = trials[0].user_attrs[records.Key.LATENCY_TARGET]
+    assert target["device"] == "cpu" and target["batch"] == 1 and target["id"]
+    infeasible = [t for t in trials if records.status(t) == "infeasible" and t.state == TrialState.COMPLETE]
+    assert infeasible, f"half the space is over {limit} ms: the random sampler meets some of it"
+    for t in infeasible:
+        assert t.user_attrs["latency_ms"] > limit and "max_latency_ms" in t.user_attrs["infeasible"]
+        assert t.constraints["max_latency_ms"] > 0
+    trained = counted(study)
+    assert len(trained) == 4 and all(t.user_attrs["latency_ms"] <= limit for t in trained)
+    for t in trained:
+        if t.state == TrialState.COMPLETE:
+            assert t.values[1] == pytest.approx(t.user_attrs["latency_ms"])  # the objective is the prediction
+
+    summary = json.loads((tmp_path / "runs" / "lat" / "report" / "summary.json").read_text())
+    assert summary["objectives"] == ["accuracy", "latency"] and summary["front"]
+    assert all(row["latency_ms"] is not None for row in summary["front"])
+    assert 'id="accuracy_vs_latency_ms"' in (tmp_path / "runs" / "lat" / "report" / "report.html").read_text()
+
+    stored = records.latency_units(study._storage, study._study_id, target["id"])
+    assert stored, "the units the trials were predicted from are in the study's storage"
+
+    best = tmp_path / "best.yaml"
+    assert export_main([str(path), "--out", str(best)]) == 0
+    source = yaml.safe_load(best.read_text())["provenance"]["source"]
+    assert source["latency_ms"] > 0 and source["latency_target"]["id"] == target["id"]
+
+    # A rerun on a machine whose cache is empty (or a second driver) reads the table from the storage.
+    monkeypatch.setenv("SKSEARCH_CACHE", str(tmp_path / "other-cache"))
+    latency._TABLES.clear()
+    out = io.StringIO()
+    assert run_study(load_study(path), n_trials=5, out=out) == 0
+    assert ", 0 timed now" in out.getvalue()
