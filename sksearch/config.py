@@ -201,8 +201,9 @@ class LatencyConfig(_Block):
                                                        "fast units).")
     presample: int = Field(256, ge=0, description="Specs drawn from the space before any trial starts whose "
                                                   "units are timed then, while no trial shares the machine.")
-    check: int = Field(3, ge=0, description="Whole networks timed before trials start to report the table's "
-                                            "prediction error.")
+    check: int = Field(6, ge=0, description="Whole networks timed before trials start: the first run of a study "
+                                            "fits the target's scale on them (the median of whole / per-unit "
+                                            "sum), later runs report the table's error on them.")
 
 
 class SchedulerConfig(_Block):

@@ -203,21 +203,22 @@ def _output_shape(block: Block, input_shape: tuple[int, ...]) -> tuple[int, ...]
         return tuple(block.build().eval()(torch.empty(1, *input_shape)).shape[1:])
 
 
-def _read_units(path: Path, target_id: str) -> dict[str, Timing]:
-    """The units of a table file, if it is one of this target (a missing or foreign file gives none)."""
+def _read_file(path: Path, target_id: str) -> tuple[dict[str, Timing], float | None]:
+    """The units and the scale of a table file, if it is one of this target (else none)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
+        return {}, None
     if not isinstance(data, dict) or data.get("target", {}).get("id") != target_id:
-        return {}
+        return {}, None
+    scale = data.get("scale")
     units = {}
     for key, value in (data.get("units") or {}).items():
         try:
             units[key] = Timing.from_list(value)
         except (TypeError, ValueError, IndexError):
             continue
-    return units
+    return units, (float(scale) if isinstance(scale, (int, float)) and scale > 0 else None)
 
 
 # -- the table ------------------------------------------------------------------------------------------------
@@ -237,6 +238,10 @@ class LatencyTable:
         self.measured = 0
         self.measured_while_training = 0
         self.training = False  # set by the driver once trials run: later measurements share the machine
+        # Whole network / per-unit sum, fitted once per target (calibrate): timed alone, a unit keeps its
+        # weights and activations in cache; in the network the units evict each other's.
+        self.scale: float | None = None
+        self.fitted_scale: float | None = None  # what calibrate() fitted here: the only scale save() writes
         self.sink: Callable[[str, Timing], None] | None = None
         self.shared: set[str] = set()  # units the sink already holds
         self._shapes: dict[tuple, tuple[int, ...]] = {}
@@ -246,16 +251,21 @@ class LatencyTable:
 
     # persistence
     def _read_file(self) -> None:
-        self.merge(_read_units(self.path, self.target.id))
+        units, scale = _read_file(self.path, self.target.id)
+        self.merge(units)
+        self.scale = self.scale or scale
+        self.fitted_scale = scale
 
     def save(self) -> None:
         """Merge this table into its file (written whole: a reader never sees half of it)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            units = {**_read_units(self.path, self.target.id), **self.units}
+            on_disk, scale = _read_file(self.path, self.target.id)
+            units = {**on_disk, **self.units}
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
             with os.fdopen(fd, "w") as f:
-                json.dump({"target": self.target.to_dict(), "units": {k: t.to_list() for k, t in units.items()}}, f)
+                json.dump({"target": self.target.to_dict(), "scale": scale or self.fitted_scale,
+                           "units": {k: t.to_list() for k, t in units.items()}}, f)
             os.replace(tmp, self.path)
         except OSError:
             pass  # a read-only cache costs the next process a re-measurement, nothing else
@@ -301,7 +311,15 @@ class LatencyTable:
         return self._shapes[key]
 
     def predict(self, spec: ArchSpec) -> Prediction:
-        """The spec's latency as the sum of its units' (measuring the units not in the table yet)."""
+        """The spec's latency: the sum of its units' (measuring the units not in the table yet), times the
+        target's calibrated scale."""
+        raw = self.unit_sum(spec)
+        k = self.scale or 1.0
+        parts = [PartLatency(p.name, p.ms * k, p.spread * k) for p in raw.parts]
+        return Prediction(raw.ms * k, raw.spread * k, parts)
+
+    def unit_sum(self, spec: ArchSpec) -> Prediction:
+        """The plain sum of the spec's units (no scale)."""
         shape = tuple(spec.input_size)
         parts = []
         before = self.measured
@@ -343,7 +361,43 @@ class CheckResult:
 
 
 def check(table: LatencyTable, specs: list[ArchSpec]) -> CheckResult:
+    """Relative errors of the table's predictions against the whole networks timed now."""
     return CheckResult([table.predict(s).ms / table.measure_network(s).ms - 1.0 for s in specs])
+
+
+NOISY = 0.10  # whole networks that differ by more than this between two timings are too noisy to fit a scale
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibrate() saw: the plain sums' errors, how far two timings of each whole network differed
+    (the machine's own noise), and the scale it set (None when the noise was too high to fit one)."""
+
+    errors: CheckResult
+    noise: float
+    scale: float | None
+
+    def describe(self) -> str:
+        if self.scale is None:
+            return (f"{self.errors.describe()}; no scale fitted: two timings of the same networks differed by "
+                    f"{self.noise:.0%} (median), too noisy to tell the table's error from the machine's")
+        return f"{self.errors.describe()}; predictions scaled by {self.scale:g}"
+
+
+def calibrate(table: LatencyTable, specs: list[ArchSpec]) -> Calibration:
+    """Fit the target's scale, the median of whole network / per-unit sum over `specs`, and keep it in the
+    table's file. Each whole network is timed twice (before and after its sum is read): a machine whose two
+    timings differ by more than NOISY (median) is measuring its neighbours, and then no scale is fitted."""
+    first = [table.measure_network(s).ms for s in specs]
+    sums = [table.unit_sum(s).ms for s in specs]
+    second = [table.measure_network(s).ms for s in specs]
+    whole = [(a + b) / 2 for a, b in zip(first, second)]
+    noise = statistics.median(abs(b / a - 1) for a, b in zip(first, second)) if specs else 0.0
+    errors = CheckResult([s / w - 1.0 for s, w in zip(sums, whole)])
+    if specs and noise <= NOISY:
+        table.scale = table.fitted_scale = round(statistics.median(w / s for w, s in zip(whole, sums)), 4)
+        table.save()
+    return Calibration(errors, noise, table.scale if specs and noise <= NOISY else None)
 
 
 _TABLES: dict[str, LatencyTable] = {}

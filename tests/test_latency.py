@@ -123,6 +123,47 @@ def test_the_per_unit_sum_tracks_the_whole_network(tmp_path):
     assert latency.check(table, [spec]).errors[0] == pytest.approx(ratios[-1] - 1, abs=1.0)
 
 
+def test_the_calibrated_scale_multiplies_every_prediction_and_is_kept_once(tmp_path):
+    path = tmp_path / "table.json"
+    table = latency.LatencyTable(LatencyConfig(**FAST), path=path)
+    raw = table.predict(tiny()).ms
+    fit = None
+    for _ in range(3):  # a fit needs two agreeing timings of each network: this machine may be busy
+        fit = latency.calibrate(table, [tiny(), tiny(depths=[1, 2, 1])])
+        if fit.scale is not None:
+            break
+        assert table.scale is None and "no scale fitted" in fit.describe()
+    assert fit.scale is not None, f"three tries, each too noisy: {fit.describe()}"
+    assert table.scale == fit.scale > 0 and len(fit.errors.errors) == 2
+    scaled = table.predict(tiny())
+    assert scaled.ms == pytest.approx(raw * table.scale)
+    assert scaled.ms == pytest.approx(sum(p.ms for p in scaled.parts))
+    # the file keeps the first scale: a later calibration elsewhere does not move this target's predictions
+    again = latency.LatencyTable(LatencyConfig(**FAST), path=path)
+    assert again.scale == table.scale and again.predict(tiny()).ms == pytest.approx(scaled.ms)
+    again.scale = None
+    latency.calibrate(again, [tiny(depths=[1, 2, 1])])
+    assert latency.LatencyTable(LatencyConfig(**FAST), path=path).scale == table.scale
+
+
+class _Busy(latency.LatencyTable):
+    """A table on a machine whose whole-network timings disagree 2x between two timings of one network."""
+
+    calls = 0
+
+    def measure_network(self, spec):
+        self.calls += 1
+        return latency.Timing(1.0 if self.calls % 2 else 2.0, 0.0, 1)
+
+
+def test_no_scale_is_fitted_when_two_timings_of_a_network_disagree(tmp_path):
+    table = _Busy(LatencyConfig(**FAST), path=tmp_path / "t.json")
+    fit = latency.calibrate(table, [tiny()])
+    assert fit.scale is None and table.scale is None and fit.noise == pytest.approx(1.0)
+    assert "no scale fitted" in fit.describe() and "100%" in fit.describe()
+    assert latency.LatencyTable(LatencyConfig(**FAST), path=tmp_path / "t.json").scale is None
+
+
 def test_threads_are_restored_after_timing(tmp_path):
     before = torch.get_num_threads()
     latency.LatencyTable(LatencyConfig(threads=max(1, before - 1) or 1, **FAST), path=tmp_path / "t.json").predict(tiny())

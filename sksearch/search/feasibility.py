@@ -75,7 +75,7 @@ def check_spec(spec_dict: dict[str, Any], constraints: Constraints, *, num_class
     if latency is not None:
         from sksearch.latency import table_for  # torch timing: only for studies that use latency
 
-        ms = table_for(latency).predict(spec).ms
+        ms = round(table_for(latency).predict(spec).ms, 5)  # as stored (records.record_sampled)
     values = {VALID: 0.0}
     reasons = []
     measured = {"max_macs": ("macs", c.macs), "max_params": ("params", c.params), "max_latency_ms": ("latency", ms)}

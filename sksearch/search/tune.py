@@ -159,14 +159,15 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
 
 def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, store: Any, out: Any) -> Any:
     """Before any trial starts (so that no training shares the cores being timed): share the study's stored
-    latency table, time the units of latency.presample specs drawn from the space, and time a few whole
-    networks against the table's prediction. Units first met later are timed at proposal, and counted."""
+    latency table, time the units of latency.presample specs drawn from the space, and time `check` whole
+    networks: they fit the target's scale (latency.calibrate) once per study, and later runs check against
+    it. Units first met later are timed at proposal, and counted."""
     target = cfg.latency_target()
     if target is None:
         return None
     import itertools
 
-    from sksearch.latency import Timing, check, table_for
+    from sksearch.latency import Timing, calibrate, check, table_for
     from sksearch.search.dryrun import iter_samples
     from sksearch.storage import records
 
@@ -176,6 +177,9 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
     table.merge({k: Timing.from_list(v) for k, v in stored.items()})
     table.share(lambda key, timing: records.record_latency_unit(store, study_id, tid, key, timing.to_list()),
                 already=set(stored))
+    # One scale per study, so that every trial's latency_ms is on one footing: the first driver's.
+    study_scale = records.latency_scale(store, study_id, tid)
+    table.scale = study_scale or table.scale
     table.training, table.measured_while_training = False, 0
     start, before = time.perf_counter(), table.measured
     specs, seen = [], set()
@@ -183,9 +187,18 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
         if feas.spec is not None and feas.spec.identity() not in seen:  # iter_samples predicted it: units timed
             seen.add(feas.spec.identity())
             specs.append(feas.spec)
-    result = check(table, specs[:target.check])
+    checked = specs[:target.check]
+    if study_scale is None and table.scale is None and checked:
+        fit = calibrate(table, checked)
+        verdict = fit.describe()
+        # a fit refused as too noisy settles the study on the plain sum (1.0): every trial on one footing
+        records.record_latency_scale(store, study_id, tid, fit.scale or 1.0)
+    else:
+        verdict = check(table, checked).describe() + (f" (scale {table.scale:g})" if table.scale else "")
+        if study_scale is None:
+            records.record_latency_scale(store, study_id, tid, table.scale or 1.0)
     print(f"latency on {table.target.describe()}: {len(table.units)} units in the table, "
-          f"{table.measured - before} timed now ({time.perf_counter() - start:.1f} s); {result.describe()}", file=out)
+          f"{table.measured - before} timed now ({time.perf_counter() - start:.1f} s); {verdict}", file=out)
     table.training = True
     return table
 

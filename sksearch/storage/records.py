@@ -65,6 +65,7 @@ class Key:
     # per study, as system attributes (kept out of the dashboard's attribute table): the latency table, one
     # entry per measured unit, "latency:<target id>:<unit key>" -> [median ms, spread ms, runs]
     LATENCY_UNIT_PREFIX = "latency:"
+    LATENCY_SCALE_PREFIX = "latency-scale:"  # "latency-scale:<target id>" -> the target's calibrated scale
 
 
 # Objective and constraint names of each measured cost, and the trial attribute that holds it.
@@ -441,3 +442,13 @@ def latency_units(storage: RDBStorage, study_id: int, target_id: str) -> dict[st
 
 def record_latency_unit(storage: RDBStorage, study_id: int, target_id: str, unit: str, timing: list) -> None:
     storage.set_study_system_attr(study_id, f"{Key.LATENCY_UNIT_PREFIX}{target_id}:{unit}", timing)
+
+
+def latency_scale(storage: RDBStorage, study_id: int, target_id: str) -> float | None:
+    """The scale the study's first driver calibrated for this target (every driver predicts with it)."""
+    value = storage.get_study_system_attrs(study_id).get(f"{Key.LATENCY_SCALE_PREFIX}{target_id}")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def record_latency_scale(storage: RDBStorage, study_id: int, target_id: str, scale: float) -> None:
+    storage.set_study_system_attr(study_id, f"{Key.LATENCY_SCALE_PREFIX}{target_id}", float(scale))

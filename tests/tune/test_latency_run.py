@@ -28,9 +28,11 @@ TIMING = {"warmup": 1, "repeats": 6, "min_seconds": 0.01, "presample": 16, "chec
 def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     monkeypatch.setenv("SKSEARCH_CACHE", str(tmp_path / "cache"))
     objectives = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
-    probe = write_study(tmp_path, name="probe", objectives=objectives, latency=TIMING)
-    # A budget that about half the space meets, from the same table the run will use.
-    predicted = [f.latency for _, f in itertools.islice(iter_samples(load_study(probe)), 16) if f.feasible]
+    probe = load_study(write_study(tmp_path, name="probe", objectives=objectives, latency=TIMING))
+    # A budget that about half the space meets, from the same table (and scale) the run will use.
+    draws = [f for _, f in itertools.islice(iter_samples(probe), 16) if f.feasible]
+    latency.calibrate(latency.table_for(probe.latency_target()), [draws[0].spec])
+    predicted = [f.latency for _, f in itertools.islice(iter_samples(probe), 16) if f.feasible]
     limit = round(statistics.median(predicted), 4)
     path = write_study(tmp_path, name="lat", n_trials=4, epochs=2, objectives=objectives, latency=TIMING,
                        constraints={"max_latency_ms": limit},
@@ -40,6 +42,8 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     assert run_study(load_study(path), out=out) == 0
     text = out.getvalue()
     assert "latency on cpu" in text and "per-unit sum vs whole network on 1 specs" in text
+    # the scale this machine's table was calibrated with, a new fit, or a fit refused as too noisy
+    assert "(scale " in text or "predictions scaled by" in text or "no scale fitted" in text
 
     study = load(path)
     trials = study.get_trials()
@@ -75,3 +79,6 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     out = io.StringIO()
     assert run_study(load_study(path), n_trials=5, out=out) == 0
     assert ", 0 timed now" in out.getvalue()
+    scale = records.latency_scale(study._storage, study._study_id, target["id"])
+    if scale is not None:  # the study's scale, not a new fit
+        assert f"(scale {scale:g})" in out.getvalue()
