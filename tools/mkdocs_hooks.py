@@ -22,7 +22,7 @@ def _expand(match: re.Match) -> str:
     text = (ROOT / arg).read_text()
     if arg != "README.md":
         text = re.sub(r"^# .*\n", "", text, count=1)  # the page has its own title
-    return text.replace("](docs/", "](").replace("](BENCHMARKS.md)", "](benchmarks.md)")
+    return text.replace("](docs/", "](").replace("](BENCHMARKS.md", "](benchmarks.md")
 
 
 def on_page_markdown(markdown: str, **_: object) -> str:
