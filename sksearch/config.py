@@ -257,6 +257,13 @@ class TuneConfig(_Block):
                             "full budget), all (pruned ones too), none.")
 
 
+class StorageConfig(_Block):
+    url: str | None = Field(None, description="A SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db.")
+    retry_seconds: float = Field(300, ge=0, description="How long the driver retries a storage that stops "
+                                                        "answering (a database restart, a failover) before it "
+                                                        "stops with exit 1; 0 stops at the first error.")
+
+
 class StudyConfig(_Block):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The study's name in the storage.")
     search_space: str = Field(description="The space file, relative to the study file.")
@@ -273,8 +280,9 @@ class StudyConfig(_Block):
                                                             "fp32).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="One trial's training recipe.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="How Ray Tune schedules the trials.")
-    storage: str | None = Field(None, description="A SQLAlchemy URL; default sqlite:///<output_dir>/optuna.db. "
-                                                  "--storage and SKSEARCH_STORAGE take precedence.")
+    storage: str | StorageConfig | None = Field(
+        None, description="A SQLAlchemy URL (default sqlite:///<output_dir>/optuna.db), or {url, retry_seconds}. "
+                          "--storage and SKSEARCH_STORAGE take precedence over the URL.")
     # Relative to the WORKING directory (not the study file), as the storage contract says. Absolute after
     # validation, so a Ray worker or a later chdir sees the same folder.
     output_dir: str | None = Field(None, description="Storage, report and Ray's files; default runs/<name>, "
@@ -353,8 +361,12 @@ class StudyConfig(_Block):
 
     def storage_url(self, override: str | None = None) -> str:
         """--storage beats SKSEARCH_STORAGE beats the study's `storage` beats the SQLite default."""
-        url = override or os.environ.get("SKSEARCH_STORAGE") or self.storage
+        own = self.storage.url if isinstance(self.storage, StorageConfig) else self.storage
+        url = override or os.environ.get("SKSEARCH_STORAGE") or own
         return url or f"sqlite:///{self.out_dir() / 'optuna.db'}"
+
+    def storage_retry_seconds(self) -> float:
+        return self.storage.retry_seconds if isinstance(self.storage, StorageConfig) else StorageConfig().retry_seconds
 
 
 def load_study(path: str | Path) -> StudyConfig:

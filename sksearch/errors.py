@@ -69,6 +69,14 @@ def from_validation_error(exc: Any, file: str | None = None, prefix: str = "") -
     return UserError(msg, file=file, key=key or None)
 
 
+class StorageUnavailable(Exception):
+    """The study's storage stopped answering for longer than storage.retry_seconds (storage/retry.py): one
+    line naming it (password redacted), exit 1; the study is safe up to its last write, a rerun resumes."""
+
+
+EXIT_STORAGE = 1
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread: the same unwinding as Ctrl-C (a run's own trials are recorded as
     interrupted, Ray is shut down, a training run keeps its last epoch's checkpoint), then exit 143."""
@@ -109,6 +117,9 @@ def cli_entry(fn: Callable[..., int | None]) -> Callable[..., int]:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except StorageUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_STORAGE
         except KeyboardInterrupt:
             # Libraries that catch the signal's exception may re-raise a plain KeyboardInterrupt (Ray does):
             # the flag, not the exception's type, says which signal it was.

@@ -124,6 +124,13 @@ class Prediction:
 
 # -- timing ---------------------------------------------------------------------------------------------------
 
+def _clock(c: LatencyConfig) -> Callable[[], float]:
+    """One CPU thread: the timing thread's own CPU time, which a neighbour's process cannot inflate by
+    preempting it (on an idle core it equals the wall time of a compute-bound forward pass). Several threads
+    or a GPU: the wall clock, since the work runs outside this thread."""
+    return time.thread_time if c.device == "cpu" and c.threads == 1 else time.perf_counter
+
+
 def _sync(device: str) -> None:
     """Wait for queued kernels before reading the clock (CUDA-only branch; the CPU runs synchronously)."""
     if device == "cuda":
@@ -177,11 +184,12 @@ def time_module(module: torch.nn.Module, input_shape: tuple[int, ...], c: Latenc
         _sync(c.device)
         times: list[float] = []
         total = 0.0
+        clock = _clock(c)
         while len(times) < c.repeats or (total < c.min_seconds and len(times) < 50 * c.repeats):
-            start = time.perf_counter()
+            start = clock()
             module(x)
             _sync(c.device)
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             times.append(elapsed)
             total += elapsed
     q = statistics.quantiles(times, n=4)

@@ -92,7 +92,8 @@ class StudySearcher(Searcher):
             self.latency_target = table_for(target).target.to_dict()
 
     def close(self) -> None:
-        """Stop beating; trials still live here (Ctrl-C, a crash) are failed so a rerun replaces them at once."""
+        """Stop beating; trials still live here (Ctrl-C, a crash) are failed so a rerun replaces them at once
+        (if the storage answers: after an outage they go stale and the rerun replaces them then)."""
         with self._lock:
             self.live.clear()
         self.ledger.close()

@@ -67,7 +67,7 @@ def run_study(cfg: StudyConfig, *, storage: str | None = None, address: str | No
     out_dir = cfg.out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    store = open_storage(url)
+    store = open_storage(url, retry_seconds=cfg.storage_retry_seconds())
     if not fresh:  # an edited study file is refused before Ray starts
         changed = check_resume(cfg, store)
         done = _spent_study(cfg, store, n_trials) if confirm is None else None
@@ -136,10 +136,14 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     )
     try:
         tuner.fit()
+    except Exception:
+        _raise_storage_outage(store)
+        raise
     finally:
         searcher.close()
         if latency_table is not None:
             latency_table.detach()
+    _raise_storage_outage(store)  # an outage Ray Tune logged and went on from
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
     print("", file=out)
@@ -201,6 +205,14 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
           f"{table.measured - before} timed now ({time.perf_counter() - start:.1f} s); {verdict}", file=out)
     table.training = True
     return table
+
+
+def _raise_storage_outage(store: Any) -> None:
+    """The storage outage that ended the run (storage/retry.py), as its own one-line error: Ray Tune wraps or
+    logs what a searcher raises, so the storage itself says whether it gave up."""
+    gave_up = getattr(store, "gave_up", None)
+    if gave_up is not None:
+        raise gave_up from None
 
 
 def _spent_study(cfg: StudyConfig, store: Any, n_trials: int) -> optuna.Study | None:

@@ -18,6 +18,8 @@ The rules that keep the budget exact in every case:
   grace period. Stale trials are failed (FAIL, Key.INTERRUPTED, not counted) and so replaced. (Optuna stamps
   a trial's start with its driver's local clock: drivers on several machines need their clocks and time
   zones to agree within the grace period; heartbeats use the database's clock.)
+* After a storage outage (storage/retry.py) no trial is judged stale until this driver has been connected
+  again for a full grace period: every driver's heartbeats are old then, through no fault of theirs.
 * The stale check never fails this driver's own live trials, however long it stalled. If another driver
   failed one of them meanwhile, the next write to it logs one line, the trial is dropped, and the driver
   goes on.
@@ -196,6 +198,10 @@ class Ledger:
 
     def fail_stale(self) -> list[int]:
         """FAIL other drivers' stale RUNNING trials (see the module docstring); returns their numbers."""
+        # After an outage every driver's heartbeats are old: judge only once connected a full grace period again.
+        connected = getattr(self.storage, "connected_for", None)
+        if connected is not None and connected() < self.grace:
+            return []
         held = set(self.held())
         running = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                    if t._trial_id not in held]

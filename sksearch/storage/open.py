@@ -86,8 +86,9 @@ def sqlite_path(url: str) -> Path | None:
 
 def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
                  heartbeat_grace: int = HEARTBEAT_GRACE, read_only: bool = False,
-                 source: str | None = None) -> RDBStorage:
-    """An Optuna RDBStorage. Write side (`run`): heartbeats, creates the tables and a SQLite file's folder.
+                 source: str | None = None, retry_seconds: float | None = None) -> RDBStorage:
+    """An Optuna RDBStorage. Write side (`run`): heartbeats, creates the tables and a SQLite file's folder;
+    with `retry_seconds`, a RetryingStorage that rides out an outage of that length (storage/retry.py).
     Read side: never creates or migrates anything (a shared database stays as it is)."""
     quiet_optuna()
     path = sqlite_path(url)
@@ -105,6 +106,12 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         try:
             if read_only:
                 return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+            if retry_seconds is not None:
+                from sksearch.storage.retry import RetryingStorage
+
+                return RetryingStorage(url, retry_seconds=retry_seconds, shown_url=redact_url(url),
+                                       engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                       grace_period=heartbeat_grace)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                               grace_period=heartbeat_grace)
         except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
@@ -152,7 +159,10 @@ def metric_names(study: optuna.Study, cfg: StudyConfig) -> list[str]:
 # trains) does, and a study mixing both would compare results of different experiments.
 _HARMLESS = ("tune.n_trials", "tune.max_concurrent", "tune.resources_per_trial", "tune.scheduler",
              "tune.sampler", "tune.max_failures", "tune.keep_weights", "storage", "output_dir", "artifacts",
-             "search_space", "dataset.workers", "dataset.download")
+             "search_space", "dataset.workers", "dataset.download",
+             # how many networks the driver times before trials start: the target and the scale (kept once
+             # per study) decide the figures
+             "latency.presample", "latency.check")
 
 
 def space_digest(path: str | Path) -> str:
@@ -170,8 +180,10 @@ def stored_config(cfg: StudyConfig) -> dict[str, Any]:
     """The study file as stored with the study: every key, the URL without its password, the digest of the
     space's content, and the epochs a trial trains (tune.scheduler.max_epochs may lower train.epochs)."""
     data = cfg.model_dump(mode="json")
-    if data.get("storage"):
+    if isinstance(data.get("storage"), str):
         data["storage"] = redact_url(data["storage"])
+    elif isinstance(data.get("storage"), dict) and data["storage"].get("url"):
+        data["storage"]["url"] = redact_url(data["storage"]["url"])
     data["search_space_content"] = space_digest(cfg.space_path())
     data["trial_epochs"] = cfg.max_epochs()
     return data

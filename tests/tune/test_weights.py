@@ -113,3 +113,30 @@ def test_staging_saves_a_cpu_state_dict_whole_and_a_store_that_refuses_costs_onl
     assert "not staged" in capsys.readouterr().err
     assert [keeps_weights(k, e, 3) for k in ("full", "all", "none") for e in (1, 3)] == \
         [False, True, True, True, False, False]
+
+
+def test_an_artifact_store_that_refuses_writes_costs_the_weights_not_the_results(tmp_path, capsys):
+    """A store that cannot be written (here an immutable folder, which refuses even root; a full or read-only
+    disk behaves alike): each trial's result is still recorded, one line says its weights were not kept and
+    why, and the study goes on to its budget."""
+    import subprocess
+
+    path = write_study(tmp_path, n_trials=2, epochs=1)
+    cfg = load_study(path)
+    store = cfg.artifact_dir()
+    records.staging_dir(cfg).mkdir(parents=True)  # workers stage below it; the store itself takes nothing
+    if subprocess.run(["chattr", "+i", str(store)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted on this machine")
+    try:
+        assert run_study(cfg, out=io.StringIO()) == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(store)], check=True)
+    err = capsys.readouterr().err
+    study = load(path)
+    trials = counted(study)
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert records.weights_artifact(study, t) is None
+        lines = [line for line in err.splitlines() if line.startswith(f"trial {t.number}: its weights were not kept")]
+        assert len(lines) == 1 and "Operation not permitted" in lines[0], err[-2000:]
+    assert not any(records.staging_dir(cfg).rglob("*.pt"))  # nothing staged is left behind
