@@ -374,6 +374,7 @@ def check(table: LatencyTable, specs: list[ArchSpec]) -> CheckResult:
 
 
 NOISY = 0.10  # whole networks that differ by more than this between two timings are too noisy to fit a scale
+SPREAD = 1.25  # whole / sum ratios further apart than this across the check networks are no one factor
 
 
 @dataclass(frozen=True)
@@ -384,28 +385,36 @@ class Calibration:
     errors: CheckResult
     noise: float
     scale: float | None
+    ratios: tuple[float, ...] = ()
 
     def describe(self) -> str:
-        if self.scale is None:
+        if self.scale is not None:
+            return f"{self.errors.describe()}; predictions scaled by {self.scale:g}"
+        if self.noise > NOISY:
             return (f"{self.errors.describe()}; no scale fitted: two timings of the same networks differed by "
                     f"{self.noise:.0%} (median), too noisy to tell the table's error from the machine's")
-        return f"{self.errors.describe()}; predictions scaled by {self.scale:g}"
+        return (f"{self.errors.describe()}; no scale fitted: whole / sum runs from {min(self.ratios):.2f} to "
+                f"{max(self.ratios):.2f} across the networks, no one factor")
 
 
 def calibrate(table: LatencyTable, specs: list[ArchSpec]) -> Calibration:
     """Fit the target's scale, the median of whole network / per-unit sum over `specs`, and keep it in the
     table's file. Each whole network is timed twice (before and after its sum is read): a machine whose two
-    timings differ by more than NOISY (median) is measuring its neighbours, and then no scale is fitted."""
+    timings differ by more than NOISY (median) is measuring its neighbours, and a sum whose error is not one
+    factor (whole / sum ratios more than SPREAD apart: at large batches some networks run over their sum and
+    some under) would be made worse by one; then no scale is fitted."""
     first = [table.measure_network(s).ms for s in specs]
     sums = [table.unit_sum(s).ms for s in specs]
     second = [table.measure_network(s).ms for s in specs]
     whole = [(a + b) / 2 for a, b in zip(first, second)]
     noise = statistics.median(abs(b / a - 1) for a, b in zip(first, second)) if specs else 0.0
     errors = CheckResult([s / w - 1.0 for s, w in zip(sums, whole)])
-    if specs and noise <= NOISY:
-        table.scale = table.fitted_scale = round(statistics.median(w / s for w, s in zip(whole, sums)), 4)
-        table.save()
-    return Calibration(errors, noise, table.scale if specs and noise <= NOISY else None)
+    ratios = tuple(w / s for w, s in zip(whole, sums))
+    if not specs or noise > NOISY or max(ratios) / min(ratios) > SPREAD:
+        return Calibration(errors, noise, None, ratios)
+    table.scale = table.fitted_scale = round(statistics.median(ratios), 4)
+    table.save()
+    return Calibration(errors, noise, table.scale, ratios)
 
 
 _TABLES: dict[str, LatencyTable] = {}

@@ -129,7 +129,7 @@ def test_the_calibrated_scale_multiplies_every_prediction_and_is_kept_once(tmp_p
     raw = table.predict(tiny()).ms
     fit = None
     for _ in range(3):  # a fit needs two agreeing timings of each network: this machine may be busy
-        fit = latency.calibrate(table, [tiny(), tiny(depths=[1, 2, 1])])
+        fit = latency.calibrate(table, [tiny(), tiny(sk_G=4)])
         if fit.scale is not None:
             break
         assert table.scale is None and "no scale fitted" in fit.describe()
@@ -162,6 +162,20 @@ def test_no_scale_is_fitted_when_two_timings_of_a_network_disagree(tmp_path):
     assert fit.scale is None and table.scale is None and fit.noise == pytest.approx(1.0)
     assert "no scale fitted" in fit.describe() and "100%" in fit.describe()
     assert latency.LatencyTable(LatencyConfig(**FAST), path=tmp_path / "t.json").scale is None
+
+
+class _Uneven(latency.LatencyTable):
+    """Whole networks that run 0.7x and 1.4x their sums, the same each time they are timed."""
+
+    def measure_network(self, spec):
+        return latency.Timing(self.unit_sum(spec).ms * (0.7 if spec.depths == [1, 1, 1] else 1.4), 0.0, 1)
+
+
+def test_no_scale_is_fitted_when_the_sums_error_is_not_one_factor(tmp_path):
+    table = _Uneven(LatencyConfig(**FAST), path=tmp_path / "t.json")
+    fit = latency.calibrate(table, [tiny(), tiny(depths=[1, 2, 1])])
+    assert fit.scale is None and table.scale is None and fit.noise == 0
+    assert "no one factor" in fit.describe() and "0.70 to 1.40" in fit.describe()
 
 
 def test_threads_are_restored_after_timing(tmp_path):

@@ -41,7 +41,7 @@ class EpochResult(TypedDict, total=False):
     compile_seconds: float  # torch.compile time, timed apart from training (epoch 1)
     weights: str           # the staged state dict (a path under the artifact store), when this epoch kept one
     error: str             # set (alone with the trial's identity) when the trial crashed
-    error_kind: str        # with error: "oom" (device out of memory) or "crash"
+    error_kind: str        # with error: "oom" (device out of memory) or "crash" ("node_lost" is the driver's call)
 
 
 def trial_config(number: int, spec: dict[str, Any], params: int, macs: int, max_epochs: int, *,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,6 +107,39 @@ def check_resources(cfg: StudyConfig, nodes: Sequence[dict[str, Any]]) -> None:
                     f"({where})", file=cfg.source, key="tune.resources_per_trial.gpu")
 
 
+def node_lost(message: str, node: str | None, *, wait: float = 60.0) -> bool:
+    """Whether a trial failed because its Ray node died (the raylet killed, the machine gone) rather than by
+    a fault of its own. Ray says so in words (NodeDiedError) or, when the node's socket closed first, only
+    that the actor is unavailable; then the cluster is asked whether the trial's node (`ip/node-id prefix`,
+    what the trial recorded) is dead, polling until Ray's health check decides or `wait` seconds pass."""
+    text = message.lower()
+    if "nodediederror" in text or "node has died" in text or "node died" in text:
+        return True
+    if not node or not any(w in text for w in ("unavailable", "rpc error", "socket closed", "node")):
+        return False  # the trial's own crash (an exception, a worker that exited): no need to ask
+    prefix = node.rsplit("/", 1)[-1]
+    deadline = time.monotonic() + wait
+    while True:
+        alive = _node_alive(prefix)
+        if alive is not True:  # dead, or gone from the cluster's list
+            return alive is False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
+def _node_alive(prefix: str) -> bool | None:
+    import ray
+
+    try:
+        for n in ray.nodes():
+            if str(n.get("NodeID", "")).startswith(prefix):
+                return bool(n.get("Alive"))
+    except Exception:
+        return None
+    return False
+
+
 def error_relay(searcher: Any) -> Any:
     """A Ray Tune callback that hands a crashed trial's error text to the searcher (record_crash), which
     records the trial FAIL with it."""
@@ -121,7 +155,10 @@ def error_relay(searcher: Any) -> Any:
                     msg = lines[-1] if lines else ""
             except OSError:
                 pass
-            searcher.record_crash(trial.trial_id, msg or str(getattr(trial, "error_msg", "") or "the trial failed"))
+            msg = msg or str(getattr(trial, "error_msg", "") or "the trial failed")
+            lost = node_lost(msg, searcher.node_of(trial.trial_id))
+            searcher.record_crash(trial.trial_id, f"its Ray node died ({msg})" if lost else msg,
+                                  "node_lost" if lost else "crash")
 
         def __getstate__(self) -> dict:
             return {}

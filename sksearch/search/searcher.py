@@ -40,6 +40,7 @@ class LiveTrial:
     history: list[float] = field(default_factory=list)
     epochs_done: int = 0
     weights: str | None = None  # the latest weights its worker staged (tune.keep_weights)
+    node: str | None = None     # the Ray node it trains on ("ip/node-id prefix"), once it reported
 
 
 def confirmation_plan(study: optuna.Study, cfg: StudyConfig, k: int) -> list[tuple[optuna.trial.FrozenTrial, int]]:
@@ -80,8 +81,9 @@ class StudySearcher(Searcher):
         # tune.sampler.type ehvi: each slot's spec is proposed by its expected front gain and enqueued.
         self.proposer = FrontGainProposer(cfg, space) if cfg.tune.sampler.type == "ehvi" else None
         # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py). A trial
-        # that ran out of device memory is recorded FAIL but does not count toward tune.max_failures.
-        self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_oom)
+        # that ran out of device memory or lost its node is recorded FAIL but does not count toward
+        # tune.max_failures.
+        self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_not_its_fault)
         self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
         # What each trial's latency_ms was predicted on (None when the study does not use latency).
         target = cfg.latency_target()
@@ -236,6 +238,7 @@ class StudySearcher(Searcher):
         lt.epochs_done = r.epoch if r.epoch is not None else lt.epochs_done + 1
         lt.history.append(r.accuracy)
         lt.weights = r.weights or lt.weights
+        lt.node = r.node or lt.node
         with self.ledger.progress(lt.trial._trial_id) as write:
             st.record_epoch(self.storage, lt.trial._trial_id, epoch=lt.epochs_done, accuracy=r.accuracy,
                             history=lt.history, train_seconds=r.train_seconds,
@@ -258,10 +261,14 @@ class StudySearcher(Searcher):
             self.on_trial_result(trial_id, result)
         self._finish(trial_id, result, r.error, r.error_kind)
 
-    def record_crash(self, trial_id: str, message: str) -> None:
+    def node_of(self, trial_id: str) -> str | None:
+        lt = self.live.get(trial_id)
+        return lt.node if lt is not None else None
+
+    def record_crash(self, trial_id: str, message: str, kind: str = "crash") -> None:
         if trial_id in self.pending_errors:
             self.pending_errors.discard(trial_id)
-            self._finish(trial_id, {}, message or "the trial's process failed")
+            self._finish(trial_id, {}, message or "the trial's process failed", kind)
 
     def _finish(self, trial_id: str, result: dict, error: str | None, kind: str | None = None) -> None:
         with self._lock:

@@ -89,13 +89,15 @@ def fault_point(step: str) -> None:
 
 def counts_toward_budget(t: FrozenTrial) -> bool:
     """A trial uses one of n_trials when it was (or is being) trained: infeasible specs are free, trials of a
-    driver that died are replaced, and a slot given back after a race between drivers is not used. Seed
+    driver or a Ray node that died are replaced, and a slot given back after a race between drivers is not used. Seed
     confirmations (`run --confirm`) are extra runs of trials already counted: never a slot."""
     a = t.user_attrs
     if Key.INFEASIBLE in a or Key.CONFIRMS in a or a.get(Key.DISCARDED) or not a.get(Key.SLOT):
         return False
     if t.state == TrialState.FAIL and Key.ERROR not in a:
         return False  # failed as stale (its driver died or stalled): interrupted, not a real failure
+    if t.state == TrialState.FAIL and a.get(Key.ERROR_KIND) == "node_lost":
+        return False  # its Ray node died under it: replaced on the nodes left
     return t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 

@@ -49,7 +49,7 @@ class Key:
     IMAGES_PER_SECOND = "images_per_second"
     NODE = "node"
     ERROR = "error"                  # one line, on failure
-    ERROR_KIND = "error_kind"        # with error: "oom" (device out of memory) or "crash"
+    ERROR_KIND = "error_kind"        # with error: "oom" (device out of memory), "node_lost" or "crash"
     INFEASIBLE = "infeasible"        # the reason; never trained
     DUPLICATE_OF = "duplicate_of"    # number of the full-fidelity twin whose result was copied
     CONFIRMS = "confirms"            # a seed confirmation: number of the front trial it retrains
@@ -72,6 +72,9 @@ class Key:
 COST_ATTRS = {"params": Key.PARAMS, "macs": Key.MACS, "select_macs": Key.SELECT_MACS, "latency": Key.LATENCY_MS,
               Key.LATENCY_MS: Key.LATENCY_MS}
 
+
+# Why a trial failed: its device ran out of memory, the Ray node it ran on died, or anything else.
+ERROR_KINDS = ("oom", "node_lost", "crash")
 
 WORST = {"accuracy": 0.0}  # what an untrained (infeasible) spec scores, so samplers learn to avoid it
 
@@ -179,10 +182,10 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
                accuracy: float | None, params: int, macs: int, error: str | None,
                error_kind: str | None = None, latency_ms: float | None = None) -> TrialState:
     """COMPLETE when trained for the full budget, PRUNED when a scheduler stopped it, FAIL with its error
-    (and its kind: "oom" or "crash")."""
+    (and its kind: "oom", "node_lost" or "crash")."""
     if error is not None:
         trial.set_user_attr(Key.ERROR, error.strip().splitlines()[-1][:500] if error.strip() else "failed")
-        trial.set_user_attr(Key.ERROR_KIND, error_kind if error_kind in ("oom", "crash") else "crash")
+        trial.set_user_attr(Key.ERROR_KIND, error_kind if error_kind in ERROR_KINDS else "crash")
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if accuracy is not None and epochs_done >= max_epochs:
@@ -353,6 +356,12 @@ def accuracy(t: FrozenTrial, metric_names: Sequence[str] | None = None) -> float
         return WORST[Key.ACCURACY]
     acc = t.user_attrs.get(Key.ACCURACY)
     return float(acc) if isinstance(acc, (int, float)) else None
+
+
+def is_not_its_fault(t: FrozenTrial) -> bool:
+    """Failed for lack of device memory or because its Ray node died: recorded FAIL and replaced, but not
+    counted toward tune.max_failures (the spec did nothing wrong)."""
+    return t.state == TrialState.FAIL and t.user_attrs.get(Key.ERROR_KIND) in ("oom", "node_lost")
 
 
 def is_oom(t: FrozenTrial) -> bool:

@@ -1,6 +1,7 @@
 """A study through a real multi-node Ray cluster: `ray start` head and worker on free ports."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -9,16 +10,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
+import yaml
 from optuna.trial import TrialState
 
-from tests.tune.helpers import counted, load, run_cli, wait_for, write_study
+from tests.tune.helpers import counted, load, load_if_created, run_cli, wait_for, write_study
 
 RAY = Path(os.sys.executable).parent / "ray"
 # `ray start` clusters use token authentication since Ray 2.5x; every process that talks to the cluster must
 # say so and carry the token. A token of our own: a fresh machine has no ~/.ray/auth_token.
 TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-ENV = {**os.environ, **TOKEN}
+# A dead node is declared after a few missed health checks: seconds here, not Ray's default half a minute.
+FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+               "RAY_health_check_failure_threshold": "3"}
+ENV = {**os.environ, **TOKEN, **FAST_HEALTH}
 
 
 def _free_port() -> int:
@@ -43,7 +49,9 @@ def _nodes_alive(address: str) -> int:
     return n
 
 
-def test_study_runs_on_a_local_two_node_cluster(tmp_path):
+@contextlib.contextmanager
+def two_node_cluster() -> Iterator[tuple[str, subprocess.Popen]]:
+    """A head and a worker node, one CPU each, on free ports: (address, the worker's `ray start` process)."""
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
@@ -62,14 +70,7 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
                                    *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True, env=ENV)
         wait_for(lambda: _nodes_alive(address) == 2, timeout=90, what="the worker node joined", poll=0.5)
-
-        path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=2)
-        run = run_cli([str(path), "--address", address], env=TOKEN)
-        assert run.returncode == 0, run.stdout + run.stderr
-        trials = counted(load(path))
-        assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
-        # One CPU per node and two concurrent trials: each node ran one.
-        assert len({t.user_attrs["node"] for t in trials}) == 2, [t.user_attrs.get("node") for t in trials]
+        yield address, worker
     finally:
         for proc in (worker, head):
             if proc is not None and proc.poll() is None:
@@ -81,3 +82,51 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_study_runs_on_a_local_two_node_cluster(tmp_path):
+    with two_node_cluster() as (address, _):
+        path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=2)
+        run = run_cli([str(path), "--address", address], env=TOKEN)
+        assert run.returncode == 0, run.stdout + run.stderr
+        trials = counted(load(path))
+        assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+        # One CPU per node and two concurrent trials: each node ran one.
+        assert len({t.user_attrs["node"] for t in trials}) == 2, [t.user_attrs.get("node") for t in trials]
+
+
+def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
+    """The worker node is killed (SIGKILL to its raylet and its workers: the process group the test started)
+    while both nodes train: its trial is recorded FAIL with error_kind node_lost, not counted toward
+    max_failures (0 here), and replaced; the study ends with exactly n_trials on the head node."""
+    with two_node_cluster() as (address, worker):
+        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=2)
+        data = yaml.safe_load(path.read_text())
+        data["tune"]["max_failures"] = 0  # a lost node is no failure of the trial's
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        log = tmp_path / "driver.log"
+        driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
+                                  env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
+                                  stderr=subprocess.STDOUT)
+        try:
+            def both_nodes_training():
+                study = load_if_created(path)
+                nodes = {t.user_attrs.get("node") for t in study.get_trials()
+                         if t.state == TrialState.RUNNING and t.user_attrs.get("node")} if study else set()
+                if driver.poll() is not None:
+                    raise AssertionError(f"the driver ended early: {log.read_text()[-3000:]}")
+                return len(nodes) == 2
+
+            wait_for(both_nodes_training, timeout=240, what="a trial training on each node")
+            os.killpg(worker.pid, signal.SIGKILL)
+            assert driver.wait(timeout=300) == 0, log.read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        study = load(path)
+        lost = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+        assert len(lost) == 1 and lost[0].user_attrs["error_kind"] == "node_lost", \
+            [(t.number, t.user_attrs.get("error")) for t in lost]
+        trials = counted(study)
+        assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        assert "Traceback" not in log.read_text()
