@@ -140,6 +140,21 @@ def _node_alive(prefix: str) -> bool | None:
     return False
 
 
+class NoNodeLeft(Exception):
+    """Raised from Ray Tune's loop to end it: after a node died, no node left can hold a trial (Ray would
+    wait for one for ever). The searcher's stop_reason says so in one line."""
+
+
+def _stop_if_no_node_fits(searcher: Any) -> None:
+    import ray
+
+    try:
+        check_resources(searcher.cfg, ray.nodes())
+    except UserError as exc:
+        searcher.stop_reason = f"a Ray node died and no node left can hold a trial: {exc.detail}"
+        raise NoNodeLeft(searcher.stop_reason) from None
+
+
 def error_relay(searcher: Any) -> Any:
     """A Ray Tune callback that hands a crashed trial's error text to the searcher (record_crash), which
     records the trial FAIL with it."""
@@ -159,6 +174,8 @@ def error_relay(searcher: Any) -> Any:
             lost = node_lost(msg, searcher.node_of(trial.trial_id))
             searcher.record_crash(trial.trial_id, f"its Ray node died ({msg})" if lost else msg,
                                   "node_lost" if lost else "crash")
+            if lost:
+                _stop_if_no_node_fits(searcher)
 
         def __getstate__(self) -> dict:
             return {}

@@ -19,7 +19,7 @@ from sksearch.config import StudyConfig, display_path
 from sksearch.errors import UserError
 from sksearch.results.pareto import front_noise, front_trials, noisy_front_row
 from sksearch.search.progress import ProgressPrinter, budget_line, front_table, overhead_line
-from sksearch.search.ray_cluster import error_relay, init_ray
+from sksearch.search.ray_cluster import NoNodeLeft, error_relay, init_ray
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
@@ -136,9 +136,11 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     )
     try:
         tuner.fit()
-    except Exception:
+    except Exception as exc:
         _raise_storage_outage(store)
-        raise
+        if not _caused_by(exc, NoNodeLeft):
+            raise
+        # the searcher's stop_reason names it; the summary below prints it and the run exits 1
     finally:
         searcher.close()
         if latency_table is not None:
@@ -205,6 +207,19 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
           f"{table.measured - before} timed now ({time.perf_counter() - start:.1f} s); {verdict}", file=out)
     table.training = True
     return table
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    """Whether `kind` is in the exception's chain, or named in its text (Ray Tune re-raises some errors of
+    its callbacks as its own, keeping only their message)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, kind) or kind.__name__ in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _raise_storage_outage(store: Any) -> None:

@@ -50,26 +50,29 @@ def _nodes_alive(address: str) -> int:
 
 
 @contextlib.contextmanager
-def two_node_cluster() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A head and a worker node, one CPU each, on free ports: (address, the worker's `ray start` process)."""
+def two_node_cluster(head_cpus: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A head and a worker node on free ports, one CPU each (the head `head_cpus`): (address, the worker's
+    `ray start` process)."""
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
+    common = ["--disable-usage-stats", "--block"]
     # --block keeps each node in the foreground, so killing its process group stops exactly this cluster
     # (`ray stop` would stop every Ray on the machine). A temp folder of its own keeps the head's address
     # file (ray_current_cluster) out of /tmp/ray, where a plain ray.init() would find it afterwards; a short
     # path, since Ray's socket paths must fit in 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="skray", dir="/tmp")
     head = subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                             "--include-dashboard", "false", "--temp-dir", ray_tmp, *common],
+                             "--include-dashboard", "false", "--temp-dir", ray_tmp, "--num-cpus", str(head_cpus),
+                             *common],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
     worker = None
     try:
         wait_for(lambda: _nodes_alive(address) >= 1, timeout=90, what="the head node is up", poll=0.5)
+        head_only = _nodes_alive(address)
         worker = subprocess.Popen([str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1",
-                                   *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   "--num-cpus", "1", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True, env=ENV)
-        wait_for(lambda: _nodes_alive(address) == 2, timeout=90, what="the worker node joined", poll=0.5)
+        wait_for(lambda: _nodes_alive(address) == head_only + 1, timeout=90, what="the worker node joined", poll=0.5)
         yield address, worker
     finally:
         for proc in (worker, head):
@@ -130,3 +133,34 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
         trials = counted(study)
         assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         assert "Traceback" not in log.read_text()
+
+
+def test_when_no_node_left_can_hold_a_trial_one_line_says_so(tmp_path):
+    """Only the worker has CPUs (the head has none); it dies mid-trial: no node can hold a trial any more,
+    so the run stops with one line and exit 1 instead of Ray waiting for ever; the trial is node_lost."""
+    with two_node_cluster(head_cpus=0) as (address, worker):
+        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=1)
+        log = tmp_path / "driver.log"
+        driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
+                                  env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
+                                  stderr=subprocess.STDOUT)
+        try:
+            def training():
+                if driver.poll() is not None:
+                    raise AssertionError(f"the driver ended early: {log.read_text()[-3000:]}")
+                study = load_if_created(path)
+                return study and any(t.user_attrs.get("node") for t in study.get_trials()
+                                     if t.state == TrialState.RUNNING)
+
+            wait_for(training, timeout=240, what="a trial training on the worker")
+            os.killpg(worker.pid, signal.SIGKILL)
+            assert driver.wait(timeout=300) == 1, log.read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        out = log.read_text()
+        stops = [line for line in out.splitlines() if line.startswith("stopped: ")]
+        assert len(stops) == 1 and "no node left can hold a trial" in stops[0], out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+        lost = [t for t in load(path).get_trials() if t.state == TrialState.FAIL]
+        assert [t.user_attrs["error_kind"] for t in lost] == ["node_lost"]

@@ -34,7 +34,7 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     latency.calibrate(latency.table_for(probe.latency_target()), [draws[0].spec])
     predicted = [f.latency for _, f in itertools.islice(iter_samples(probe), 16) if f.feasible]
     limit = round(statistics.median(predicted), 4)
-    path = write_study(tmp_path, name="lat", n_trials=4, epochs=2, objectives=objectives, latency=TIMING,
+    path = write_study(tmp_path, name="lat", n_trials=3, epochs=2, objectives=objectives, latency=TIMING,
                        constraints={"max_latency_ms": limit},
                        scheduler={"type": "pareto_asha", "cost": "latency", "grace_period": 1,
                                   "reduction_factor": 2})
@@ -55,7 +55,7 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
         assert t.user_attrs["latency_ms"] > limit and "max_latency_ms" in t.user_attrs["infeasible"]
         assert t.constraints["max_latency_ms"] > 0
     trained = counted(study)
-    assert len(trained) == 4 and all(t.user_attrs["latency_ms"] <= limit for t in trained)
+    assert len(trained) == 3 and all(t.user_attrs["latency_ms"] <= limit for t in trained)
     for t in trained:
         if t.state == TrialState.COMPLETE:
             assert t.values[1] == pytest.approx(t.user_attrs["latency_ms"])  # the objective is the prediction
@@ -77,7 +77,7 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     monkeypatch.setenv("SKSEARCH_CACHE", str(tmp_path / "other-cache"))
     latency._TABLES.clear()
     out = io.StringIO()
-    assert run_study(load_study(path), n_trials=5, out=out) == 0
+    assert run_study(load_study(path), n_trials=4, out=out) == 0
     assert ", 0 timed now" in out.getvalue()
     scale = records.latency_scale(study._storage, study._study_id, target["id"])
     if scale is not None:  # the study's scale, not a new fit

@@ -109,7 +109,7 @@ def test_a_study_rides_out_a_database_restart(tmp_path, own_postgres, drivers):
     """Stopped for longer than the heartbeat grace period (4 s here) while trials train, then started again:
     every driver waits, goes on, and the study ends with exactly n_trials, nothing RUNNING, no trial failed
     for the outage, no traceback."""
-    path = write_study(tmp_path, n_trials=4, epochs=3, concurrent=2,
+    path = write_study(tmp_path, n_trials=3, epochs=2, concurrent=2,
                        storage={"url": own_postgres.url, "retry_seconds": 120})
     logs = [tmp_path / f"driver{i}.log" for i in range(drivers)]
     procs = [_driver(path, log) for log in logs]
@@ -136,7 +136,7 @@ def test_a_study_rides_out_a_database_restart(tmp_path, own_postgres, drivers):
         assert "Traceback" not in out and "is back after" in out, out[-3000:]
     study = load(path)
     trials = study.get_trials()
-    assert len(counted(study)) == 4
+    assert len(counted(study)) == 3
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert not [t.number for t in trials if t.user_attrs.get(records.Key.INTERRUPTED)], "failed for the outage"
 
