@@ -39,12 +39,12 @@ def _train(study, cfg, space, params: dict, history: list[float]) -> optuna.Tria
     feas = sample_feasibility(space, trial, cfg)
     st.set_constraints(trial, feas.constraints)
     st.record_sampled(trial, feas.spec.to_dict(), feas.spec.sk.label(), feas.params, feas.macs,
-                      feas.select_macs, EPOCHS)
+                      feas.select_macs, EPOCHS, latency_ms=feas.latency)
     for epoch in range(1, len(history) + 1):
         st.record_epoch(study._storage, trial._trial_id, epoch=epoch, accuracy=history[epoch - 1],
                         history=history[:epoch])
     st.record_end(study, trial, cfg, epochs_done=len(history), max_epochs=EPOCHS, accuracy=history[-1],
-                  params=feas.params, macs=feas.macs, error=None)
+                  params=feas.params, macs=feas.macs, error=None, latency_ms=feas.latency)
     return trial
 
 
@@ -123,3 +123,32 @@ def test_what_only_pruned_trials_measured_changes_the_proposal(tmp_path):
         proposals.append(FrontGainProposer(cfg, space).propose(study))
     assert proposals[0].params != proposals[1].params
     assert proposals[1].mean > proposals[0].mean  # good rungs raise what it expects of its choice
+
+
+@pytest.mark.slow
+def test_latency_is_a_known_cost_to_the_proposer(tmp_path):
+    # Objectives accuracy and latency, a latency budget that about half the space meets, and accuracy that
+    # grows with latency: the model's favourites are slow; only untried networks within the budget are proposed.
+    timing = {"warmup": 1, "repeats": 4, "min_seconds": 0.0, "presample": 0, "check": 0}
+    objectives = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
+    (tmp_path / "probe").mkdir()
+    probe, _, _ = _setup(tmp_path / "probe", objectives=objectives, latency=timing)
+    ms = sorted(f.latency for _, f in _networks(probe, 30))
+    limit = ms[len(ms) // 2]
+    cfg, space, study = _setup(tmp_path, objectives=objectives, latency=timing,
+                               constraints={"max_latency_ms": limit})
+    proposer = FrontGainProposer(cfg, space)
+    assert proposer.cost_names == ["latency"]
+    trained = set()
+    for params, feas in _networks(cfg, 8):
+        _train(study, cfg, space, params, _curve(feas, min(0.95, 0.3 * feas.latency / limit)))
+        trained.add(feas.spec.identity())
+    assert all(t.user_attrs[st.Key.LATENCY_MS] > 0 for t in study.get_trials())
+    for _ in range(2):
+        proposal = proposer.propose(study)
+        assert proposal is not None
+        feas = _proposed_feasibility(cfg, space, proposal)
+        assert feas.feasible and feas.latency <= limit, feas.reason
+        assert feas.spec.identity() not in trained
+        trained.add(feas.spec.identity())
+        _train(study, cfg, space, proposal.params, _curve(feas, 0.5))
