@@ -234,7 +234,7 @@ def _read_file(path: Path, target_id: str) -> tuple[dict[str, Timing], float | N
 class LatencyTable:
     """The per-unit table of one target: lookups, measurements of what is missing, and persistence.
 
-    `sink`, when set (a study's storage, see attach), receives every new unit so other drivers share it.
+    `sink`, when set (a study's storage, see share), receives every unit once so other drivers share it.
     `measured` counts the units this process timed itself (what the memo saves is visible in tests).
     """
 

@@ -56,6 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.errors import UserError
 from sksearch.storage.records import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, Key
+from sksearch.storage.retry import MAX_DELAY
 
 FAULT_STEPS = ("after_ask", "after_beat", "after_claim", "mid_training", "before_tell", "after_tell")
 FAULT_EXIT = 86
@@ -200,17 +201,20 @@ class Ledger:
 
     def fail_stale(self) -> list[int]:
         """FAIL other drivers' stale RUNNING trials (see the module docstring); returns their numbers."""
-        # After an outage every driver's heartbeats are old: judge only once connected a full grace period again.
-        connected = getattr(self.storage, "connected_for", None)
-        if connected is not None and connected() < self.grace:
-            return []
         held = set(self.held())
         running = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                    if t._trial_id not in held]
         if not running:
             return []
+        stale = stale_trials(self.storage, running, self.grace)
+        # After an outage every driver's heartbeats are old: judge only once connected a full grace period again
+        # (plus the most another driver may take to notice the database is back). Asked after the reads, which
+        # may themselves have waited through an outage.
+        connected = getattr(self.storage, "connected_for", None)
+        if connected is not None and connected() < self.grace + MAX_DELAY:
+            return []
         failed = []
-        for t in stale_trials(self.storage, running, self.grace):
+        for t in stale:
             try:
                 self.storage.set_trial_user_attr(t._trial_id, Key.INTERRUPTED, True)
                 self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)

@@ -9,7 +9,8 @@ window raises StorageUnavailable: the run stops with exit 1 and one line naming 
 resumes from what the storage holds.
 
 After an outage every driver's heartbeats are old, so `connected_for()` tells the ledger how long this
-driver has been connected again: it judges other drivers' trials stale only after a full grace period.
+driver has been connected again: it judges other drivers' trials stale only after a full grace period plus
+MAX_DELAY (another driver may reconnect up to MAX_DELAY later than this one).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from typing import Any, Callable
 from optuna.storages import RDBStorage
 
 from sksearch.errors import StorageUnavailable
+
+# The longest pause between two tries: a driver is connected again at most this long after the database is
+# back (the ledger adds it to the grace period before it judges other drivers' trials stale).
+MAX_DELAY = 2.0
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -117,7 +122,7 @@ class RetryingStorage(RDBStorage):
                         f"write: rerun the same command when it is back")
                     raise self.gave_up from None
                 time.sleep(min(delay, left))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_DELAY)
                 continue
             if self._down_since is not None:
                 self._is_back()
@@ -133,7 +138,9 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Every call that reaches the database; version and migration helpers are left alone (run once, at open).
+# Optuna's study wraps the storage in its _CachedStorage, which calls these private methods directly.
 _NOT_RETRIED = {"upgrade", "get_current_version", "get_head_version", "get_all_versions", "remove_session"}
+_PRIVATE = ["_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id"]
 for _name in [n for n in dir(RDBStorage) if not n.startswith("_") and n not in _NOT_RETRIED
-              and callable(getattr(RDBStorage, n))] + ["_get_stale_trial_ids"]:
+              and callable(getattr(RDBStorage, n))] + _PRIVATE:
     setattr(RetryingStorage, _name, _retrying(getattr(RDBStorage, _name)))

@@ -138,7 +138,8 @@ def test_a_study_rides_out_a_database_restart(tmp_path, own_postgres, drivers):
     trials = study.get_trials()
     assert len(counted(study)) == 3
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert not [t.number for t in trials if t.user_attrs.get(records.Key.INTERRUPTED)], "failed for the outage"
+    interrupted = [t.number for t in trials if t.user_attrs.get(records.Key.INTERRUPTED)]
+    assert not interrupted, f"failed for the outage: {interrupted}\n" + "\n---\n".join(o[-2500:] for o in outputs)
 
 
 def _alive(procs: list[subprocess.Popen], logs: list[Path]) -> None:
