@@ -98,6 +98,28 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
         assert len({t.user_attrs["node"] for t in trials}) == 2, [t.user_attrs.get("node") for t in trials]
 
 
+def _kill_worker_mid_trial(path: Path, address: str, worker: subprocess.Popen, log: Path, *, nodes: int) -> int:
+    """Run the study as a subprocess driver, SIGKILL the worker node's process group (its raylet and its
+    workers) once trials train on `nodes` nodes, and return the driver's exit status."""
+    driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
+                              env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        def training_on_enough_nodes():
+            if driver.poll() is not None:
+                raise AssertionError(f"the driver ended early: {log.read_text()[-3000:]}")
+            study = load_if_created(path)
+            running = {t.user_attrs.get("node") for t in study.get_trials()
+                       if t.state == TrialState.RUNNING and t.user_attrs.get("node")} if study else set()
+            return len(running) >= nodes
+
+        wait_for(training_on_enough_nodes, timeout=240, what=f"trials training on {nodes} node(s)")
+        os.killpg(worker.pid, signal.SIGKILL)
+        return driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
 def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
     """The worker node is killed (SIGKILL to its raylet and its workers: the process group the test started)
     while both nodes train: its trial is recorded FAIL with error_kind node_lost, not counted toward
@@ -108,24 +130,7 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
         data["tune"]["max_failures"] = 0  # a lost node is no failure of the trial's
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         log = tmp_path / "driver.log"
-        driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
-                                  env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
-                                  stderr=subprocess.STDOUT)
-        try:
-            def both_nodes_training():
-                study = load_if_created(path)
-                nodes = {t.user_attrs.get("node") for t in study.get_trials()
-                         if t.state == TrialState.RUNNING and t.user_attrs.get("node")} if study else set()
-                if driver.poll() is not None:
-                    raise AssertionError(f"the driver ended early: {log.read_text()[-3000:]}")
-                return len(nodes) == 2
-
-            wait_for(both_nodes_training, timeout=240, what="a trial training on each node")
-            os.killpg(worker.pid, signal.SIGKILL)
-            assert driver.wait(timeout=300) == 0, log.read_text()[-3000:]
-        finally:
-            if driver.poll() is None:
-                driver.kill()
+        assert _kill_worker_mid_trial(path, address, worker, log, nodes=2) == 0, log.read_text()[-3000:]
         study = load(path)
         lost = [t for t in study.get_trials() if t.state == TrialState.FAIL]
         assert len(lost) == 1 and lost[0].user_attrs["error_kind"] == "node_lost", \
@@ -141,23 +146,7 @@ def test_when_no_node_left_can_hold_a_trial_one_line_says_so(tmp_path):
     with two_node_cluster(head_cpus=0) as (address, worker):
         path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=1)
         log = tmp_path / "driver.log"
-        driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
-                                  env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
-                                  stderr=subprocess.STDOUT)
-        try:
-            def training():
-                if driver.poll() is not None:
-                    raise AssertionError(f"the driver ended early: {log.read_text()[-3000:]}")
-                study = load_if_created(path)
-                return study and any(t.user_attrs.get("node") for t in study.get_trials()
-                                     if t.state == TrialState.RUNNING)
-
-            wait_for(training, timeout=240, what="a trial training on the worker")
-            os.killpg(worker.pid, signal.SIGKILL)
-            assert driver.wait(timeout=300) == 1, log.read_text()[-3000:]
-        finally:
-            if driver.poll() is None:
-                driver.kill()
+        assert _kill_worker_mid_trial(path, address, worker, log, nodes=1) == 1, log.read_text()[-3000:]
         out = log.read_text()
         stops = [line for line in out.splitlines() if line.startswith("stopped: ")]
         assert len(stops) == 1 and "no node left can hold a trial" in stops[0], out[-3000:]
