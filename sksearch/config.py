@@ -391,10 +391,18 @@ def load_study(path: str | Path) -> StudyConfig:
     if not ds.needs_images_for_geometry():
         study.geometry()
     target = study.latency_target()
-    if target is not None and target.device == "cuda":
-        import torch  # only here: a study file without a CUDA latency target loads without torch
-
-        if not torch.cuda.is_available():
-            raise UserError("latency on cuda needs a GPU where the driver runs, and torch sees none here; "
-                            "use device: cpu", file=str(path), key="latency.device")
+    if target is not None:
+        require_latency_device(target, key="latency.device", file=str(path))
     return study
+
+
+def require_latency_device(target: LatencyConfig, *, key: str, file: str | None = None) -> None:
+    """A CUDA latency target needs a GPU where the timing runs (the driver, or `inspect`): else a UserError."""
+    if target.device != "cuda":
+        return
+    import torch  # only here: a study file without a CUDA latency target loads without torch
+
+    if not torch.cuda.is_available():
+        raise UserError("latency on cuda needs a GPU where it is timed (the driver, or inspect), and torch sees "
+                        "none here; "
+                        "use device: cpu", file=file, key=key)

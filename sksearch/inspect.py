@@ -54,7 +54,7 @@ def _latency(spec, args: argparse.Namespace) -> dict:
     """Per-part predicted milliseconds (the table's) and the whole network timed once, on this machine."""
     from pydantic import ValidationError
 
-    from sksearch.config import LatencyConfig
+    from sksearch.config import LatencyConfig, require_latency_device
     from sksearch.errors import UserError, from_validation_error
     from sksearch.latency import table_for
 
@@ -64,11 +64,7 @@ def _latency(spec, args: argparse.Namespace) -> dict:
     except ValidationError as exc:
         err = from_validation_error(exc)
         raise UserError(err.detail, key=f"--{err.key}") from None
-    if config.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: torch sees no GPU on this machine", key="--device")
+    require_latency_device(config, key="--device")
     table = table_for(config)
     # the plain sum: a study's scale is fitted on its own space's networks and says little about this one
     predicted = table.unit_sum(spec)
