@@ -16,7 +16,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic.json_schema import SkipJsonSchema
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
-                      ValidationInfo, WithJsonSchema, model_validator)
+                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
 from sksearch.errors import UserError, from_validation_error
 from sksearch.units import parse_count
@@ -280,9 +280,15 @@ class StudyConfig(_Block):
                                                             "fp32).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="One trial's training recipe.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="How Ray Tune schedules the trials.")
-    storage: str | StorageConfig | None = Field(
+    storage: StorageConfig | None = Field(
         None, description="A SQLAlchemy URL (default sqlite:///<output_dir>/optuna.db), or {url, retry_seconds}. "
                           "--storage and SKSEARCH_STORAGE take precedence over the URL.")
+    @field_validator("storage", mode="before", json_schema_input_type=str | StorageConfig | None)
+    @classmethod
+    def _storage_url_alone(cls, value: object) -> object:
+        # A bare URL is the short form of {url: ...}: one model, so an error names its key (storage.retry_seconds).
+        return {"url": value} if isinstance(value, str) else value
+
     # Relative to the WORKING directory (not the study file), as the storage contract says. Absolute after
     # validation, so a Ray worker or a later chdir sees the same folder.
     output_dir: str | None = Field(None, description="Storage, report and Ray's files; default runs/<name>, "
@@ -361,12 +367,12 @@ class StudyConfig(_Block):
 
     def storage_url(self, override: str | None = None) -> str:
         """--storage beats SKSEARCH_STORAGE beats the study's `storage` beats the SQLite default."""
-        own = self.storage.url if isinstance(self.storage, StorageConfig) else self.storage
+        own = self.storage.url if self.storage else None
         url = override or os.environ.get("SKSEARCH_STORAGE") or own
         return url or f"sqlite:///{self.out_dir() / 'optuna.db'}"
 
     def storage_retry_seconds(self) -> float:
-        return self.storage.retry_seconds if isinstance(self.storage, StorageConfig) else StorageConfig().retry_seconds
+        return (self.storage or StorageConfig()).retry_seconds
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -7,7 +7,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 EXIT_USAGE = 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what a scheduler (SLURM, Kubernetes, systemd) expects after SIGTERM
@@ -29,6 +29,16 @@ class UserError(Exception):
     def in_file(self, file: str) -> "UserError":
         """The same error, attributed to `file` (when it has no file yet)."""
         return self if self.file else UserError(self.detail, file=file, key=self.key)
+
+
+def cause_chain(exc: BaseException, depth: int = 8) -> Iterator[BaseException]:
+    """The exception, then what caused it (explicitly, or raised while handling it), up to `depth` deep."""
+    seen: BaseException | None = exc
+    for _ in range(depth):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

@@ -197,18 +197,15 @@ def time_module(module: torch.nn.Module, input_shape: tuple[int, ...], c: Latenc
     return Timing(round(statistics.median(times) * 1e3, 5), round((q[2] - q[0]) * 1e3, 5), len(times))
 
 
-def unit_key(block: Block, input_shape: tuple[int, ...]) -> str:
-    """A stable name for one unit at one input shape, from the module it builds (types, channels, kernels,
-    strides, groups): units that build the same module share an entry whatever the spec that names them
-    (r and L that give the same attention width, say)."""
-    with torch.device("meta"):
-        structure = repr(block.build())
-    return hashlib.sha1(f"{structure}|{tuple(input_shape)}".encode()).hexdigest()[:16]
-
-
-def _output_shape(block: Block, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+def describe_unit(block: Block, input_shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """A unit at one input shape, from ONE build on the meta device: a stable name for it (from the module it
+    builds: types, channels, kernels, strides, groups; so units that build the same module share an entry
+    whatever the spec that names them, r and L that give the same attention width, say) and its output shape."""
     with torch.device("meta"), torch.no_grad():
-        return tuple(block.build().eval()(torch.empty(1, *input_shape)).shape[1:])
+        module = block.build().eval()
+        structure = repr(module)
+        out = tuple(module(torch.empty(1, *input_shape)).shape[1:])
+    return hashlib.sha1(f"{structure}|{tuple(input_shape)}".encode()).hexdigest()[:16], out
 
 
 def _read_file(path: Path, target_id: str) -> tuple[dict[str, Timing], float | None]:
@@ -252,8 +249,8 @@ class LatencyTable:
         self.fitted_scale: float | None = None  # what calibrate() fitted here: the only scale save() writes
         self.sink: Callable[[str, Timing], None] | None = None
         self.shared: set[str] = set()  # units the sink already holds
-        self._shapes: dict[tuple, tuple[int, ...]] = {}
-        self._keys: dict[tuple, str] = {}  # (recipe, input shape) -> unit_key: one meta build per recipe
+        # (recipe, input shape) -> (unit key, output shape): one meta build per recipe
+        self._described: dict[tuple, tuple[str, tuple[int, ...]]] = {}
         self._lock = threading.Lock()
         self._read_file()
 
@@ -294,10 +291,7 @@ class LatencyTable:
 
     # measurement
     def unit(self, block: Block, input_shape: tuple[int, ...]) -> Timing:
-        recipe = (block.key(), input_shape)
-        key = self._keys.get(recipe)
-        if key is None:
-            key = self._keys[recipe] = unit_key(block, input_shape)
+        key, _ = self._describe(block, input_shape)
         with self._lock:
             hit = self.units.get(key)
             if hit is None:
@@ -312,11 +306,11 @@ class LatencyTable:
         self.sink(key, hit)
         return hit
 
-    def _shape_after(self, block: Block, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        key = (block.key(), input_shape)
-        if key not in self._shapes:
-            self._shapes[key] = _output_shape(block, input_shape)
-        return self._shapes[key]
+    def _describe(self, block: Block, input_shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+        recipe = (block.key(), tuple(input_shape))
+        if recipe not in self._described:
+            self._described[recipe] = describe_unit(block, input_shape)
+        return self._described[recipe]
 
     def predict(self, spec: ArchSpec) -> Prediction:
         """The spec's latency: the sum of its units' (measuring the units not in the table yet), times the
@@ -336,7 +330,7 @@ class LatencyTable:
             for block in blocks:
                 t = self.unit(block, shape)
                 ms, var = ms + t.ms, var + t.spread ** 2
-                shape = self._shape_after(block, shape)
+                shape = self._describe(block, shape)[1]
             parts.append(PartLatency(name, ms, var ** 0.5))
         if self.measured > before:
             self.save()

@@ -58,6 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_START] = _stamp(_ray_address_file())
 
 
+def _own_helpers() -> set[int]:
+    """Python's multiprocessing resource tracker of THIS process (started by the first multiprocessing
+    object that needs it): it ends when this process does, by design, so it is not left behind."""
+    from multiprocessing import resource_tracker
+
+    pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return {pid} if pid else set()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_SESSION] = session
 
@@ -71,8 +80,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if ray.is_initialized():  # an in-process Ray the last test module left up: its own atexit would stop it
         ray.shutdown()
     problems = []
+    own = _own_helpers()
     deadline = time.monotonic() + 30  # Ray's daemons take a few seconds to exit after ray.shutdown()/ray stop
-    while (left := tagged_processes(os.environ[TAG])) and time.monotonic() < deadline:
+    while (left := {p: c for p, c in tagged_processes(os.environ[TAG]).items() if p not in own}) \
+            and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid, cmd in left.items():
         problems.append(f"process {pid} still running: {cmd}")

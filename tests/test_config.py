@@ -116,6 +116,19 @@ def test_storage_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert redact_url("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
 
 
+def test_storage_is_a_url_or_a_block_and_a_bad_block_names_its_key(tmp_path: Path) -> None:
+    short = load_study(write(tmp_path, "name: s5\nsearch_space: space.yaml\nstorage: sqlite:///a.db\n"))
+    block = load_study(write(tmp_path, "name: s5\nsearch_space: space.yaml\n"
+                                       "storage: {url: 'sqlite:///a.db', retry_seconds: 7}\n"))
+    assert (short.storage.url, short.storage_retry_seconds()) == ("sqlite:///a.db", 300)
+    assert (block.storage.url, block.storage_retry_seconds()) == ("sqlite:///a.db", 7)
+    path = write(tmp_path, "name: s5\nsearch_space: space.yaml\nstorage: {url: 'sqlite:///a.db', retry_seconds: -1}\n")
+    with pytest.raises(UserError) as err:
+        load_study(path)
+    assert err.value.key == "storage.retry_seconds" and err.value.file == str(path)
+    assert "more problem" not in str(err.value)
+
+
 def test_grace_period_longer_than_training_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "name: s3\nsearch_space: space.yaml\ntrain: {epochs: 3}\n"
                            "tune: {scheduler: {type: asha, grace_period: 5}}\n")

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sksearch.config import StudyConfig, display_path
-from sksearch.errors import UserError
+from sksearch.errors import UserError, cause_chain
 from sksearch.results.pareto import front_noise, front_trials, noisy_front_row
 from sksearch.search.progress import ProgressPrinter, budget_line, front_table, overhead_line
 from sksearch.search.ray_cluster import NoNodeLeft, error_relay, init_ray
@@ -212,14 +212,7 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
 def _caused_by(exc: BaseException, kind: type) -> bool:
     """Whether `kind` is in the exception's chain, or named in its text (Ray Tune re-raises some errors of
     its callbacks as its own, keeping only their message)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, kind) or kind.__name__ in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(e, kind) or kind.__name__ in str(e) for e in cause_chain(exc))
 
 
 def _raise_storage_outage(store: Any) -> None:

@@ -24,7 +24,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from sksearch.config import StudyConfig
+from sksearch.config import StorageConfig, StudyConfig
 from sksearch.errors import UserError
 from sksearch.storage import records
 from sksearch.storage.ledger import stale_trials  # the ledger owns the staleness rule
@@ -180,10 +180,11 @@ def stored_config(cfg: StudyConfig) -> dict[str, Any]:
     """The study file as stored with the study: every key, the URL without its password, the digest of the
     space's content, and the epochs a trial trains (tune.scheduler.max_epochs may lower train.epochs)."""
     data = cfg.model_dump(mode="json")
-    if isinstance(data.get("storage"), str):
-        data["storage"] = redact_url(data["storage"])
-    elif isinstance(data.get("storage"), dict) and data["storage"].get("url"):
-        data["storage"]["url"] = redact_url(data["storage"]["url"])
+    storage = data.get("storage")
+    if storage and storage.get("url"):
+        storage["url"] = redact_url(storage["url"])
+        if storage["retry_seconds"] == StorageConfig().retry_seconds:  # stored as the short form, as before
+            data["storage"] = storage["url"]
     data["search_space_content"] = space_digest(cfg.space_path())
     data["trial_epochs"] = cfg.max_epochs()
     return data

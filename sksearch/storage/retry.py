@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from optuna.storages import RDBStorage
 
-from sksearch.errors import StorageUnavailable
+from sksearch.errors import StorageUnavailable, cause_chain
 
 # The longest pause between two tries: a driver is connected again at most this long after the database is
 # back (the ledger adds it to the grace period before it judges other drivers' trials stale).
@@ -35,14 +35,7 @@ def is_connection_error(exc: BaseException) -> bool:
     directly or under Optuna's StorageInternalError; not a constraint violation or a bad query."""
     from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, (OperationalError, InterfaceError, DisconnectionError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(e, (OperationalError, InterfaceError, DisconnectionError)) for e in cause_chain(exc, 6))
 
 
 def _first_line(exc: BaseException) -> str:
