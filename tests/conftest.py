@@ -7,6 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
+from tests.ray_nodes import ray_head
 from tests.tune.helpers import MYSQL_URL, PG_URL, reachable
 
 # The suite's time recorder (bench/test_time.py) and its check that a run leaves nothing behind.
@@ -24,6 +25,32 @@ def _latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("SKSEARCH_CACHE", None)
     else:
         os.environ["SKSEARCH_CACHE"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_ray_head(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One Ray head per test process (each xdist worker), with 2 CPUs like a local Ray on these machines, that
+    every study of the tests joins through RAY_ADDRESS (in process and as subprocess drivers): starting and
+    stopping Ray's daemons costs a study 4-5 s of CPU and 4-6 s of wall time, and the suite runs about 80 of them.
+    Started only where slow tests (the real runs) were collected; SKSEARCH_TEST_RAY=local gives every study a
+    local Ray of its own, as a user's first run has (tests/tune/test_faults.py checks that path too, in a subprocess:
+    in Ray 2.x a process that ran a local Ray cannot run actors on another cluster afterwards)."""
+    wanted = os.environ.get("SKSEARCH_TEST_RAY", "shared") != "local" and \
+        any(item.get_closest_marker("slow") for item in request.session.items)
+    if not wanted or os.environ.get("RAY_ADDRESS"):
+        yield
+        return
+    with ray_head(num_cpus=4) as (_, join):
+        saved = {k: os.environ.get(k) for k in join}
+        os.environ.update(join)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from sksearch.config import DatasetConfig
 from sksearch.data.cifar import load_cifar
 from sksearch.data.device_loader import DeviceBatches
 from sksearch.data.host_loader import HostBatches
-from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, image_folder
 from sksearch.data.split import seeded_subset, stratified_split
 from sksearch.data.synthetic import synthetic_split
 from sksearch.errors import UserError
@@ -105,6 +104,9 @@ def make_data(cfg: DatasetConfig, *, batch_size: int, device: torch.device, seed
 
 
 def _imagenet_subset(cfg: DatasetConfig, root: Path, *, batch_size: int, device: torch.device, seed: int) -> DataBundle:
+    # torchvision only here: importing it costs every trial process about a second of CPU, for small-image sets too
+    from sksearch.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, image_folder
+
     classes = cfg.class_names()
     res = cfg.resolution
     # Two views of train/: augmented for training, eval transforms for the held-out validation split.

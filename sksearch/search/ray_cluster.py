@@ -27,8 +27,14 @@ RAY_ENV = {
     # slot for ever (seen as a study that hangs after a pruned trial). Waiting longer costs nothing.
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120",
 }
-# What Ray's worker processes read: a cluster's workers do not inherit the driver's environment.
-WORKER_ENV = ("TUNE_FUNCTION_THREAD_TIMEOUT_S",)
+# What Ray's worker processes read, passed on where set: a cluster's workers do not inherit the driver's
+# environment (the fault injection of sksearch.search.trial included, so that chaos tests work on a cluster).
+WORKER_ENV = ("TUNE_FUNCTION_THREAD_TIMEOUT_S", "SKSEARCH_INJECT_FAULT")
+
+
+# Whether this process has started a local Ray: in Ray 2.x, actors that a process creates on a cluster it joins
+# afterwards die before they start (seen as every trial "cancelled before it started running").
+_started_local_ray = False
 
 
 def configure_ray_env() -> None:
@@ -52,6 +58,7 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
     """Join `address` (else RAY_ADDRESS, else start a local Ray) and check that one node can hold a trial."""
     import ray
 
+    global _started_local_ray
     configure_ray_env()
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():  # a Ray left connected in this process (a notebook, an earlier call)
@@ -59,9 +66,13 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                                   logging_level="ERROR")
     if address:
+        if _started_local_ray:
+            raise UserError(f"this Python process already ran a study on a local Ray, and Ray cannot run trials on "
+                            f"another cluster ({address}) from it afterwards; run this study in a new process (in a "
+                            "notebook: restart the kernel)", key="--address")
         probe(address)
         try:
-            ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV}}, **kwargs)
+            ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV if k in os.environ}}, **kwargs)
         except Exception as exc:
             hint = ""
             if "auth" in str(exc).lower() and not os.environ.get("RAY_AUTH_MODE"):
@@ -72,6 +83,7 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
         # "local" starts a Ray of our own: a bare ray.init() would join whatever cluster the file
         # /tmp/ray/ray_current_cluster names, and wait forever if that cluster has died.
         ray.init(address="local", **kwargs)
+        _started_local_ray = True
     handle_sigterm()  # ray.init installed a native SIGTERM handler that dumps stacks and aborts
     # Ray logs a crashed trial's traceback from its controller; the live view already reports it in one
     # line and the storage keeps its error, so keep the console readable.
@@ -113,7 +125,8 @@ def node_lost(message: str, node: str | None, *, wait: float = 60.0) -> bool:
     that the actor is unavailable; then the cluster is asked whether the trial's node (`ip/node-id prefix`,
     what the trial recorded) is dead, polling until Ray's health check decides or `wait` seconds pass."""
     text = message.lower()
-    if "nodediederror" in text or "node has died" in text or "node died" in text:
+    # "The actor's node was terminated unexpectedly: health check failed ...": a trial that was still starting
+    if any(w in text for w in ("nodediederror", "node has died", "node died", "node was terminated")):
         return True
     if not node or not any(w in text for w in ("unavailable", "rpc error", "socket closed", "node")):
         return False  # the trial's own crash (an exception, a worker that exited): no need to ask
@@ -174,8 +187,8 @@ def error_relay(searcher: Any) -> Any:
             lost = node_lost(msg, searcher.node_of(trial.trial_id))
             searcher.record_crash(trial.trial_id, f"its Ray node died ({msg})" if lost else msg,
                                   "node_lost" if lost else "crash")
-            if lost:
-                _stop_if_no_node_fits(searcher)
+            # after any error, not only a recognised node loss: Ray would wait for ever for a node to hold the next
+            _stop_if_no_node_fits(searcher)
 
         def __getstate__(self) -> dict:
             return {}

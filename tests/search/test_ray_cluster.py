@@ -52,3 +52,18 @@ def test_the_ray_environment_is_set_only_when_asked(monkeypatch):
     assert json.loads(run_fresh(code, env=dict(os.environ)).splitlines()[-1]) == []
     configure_ray_env()
     assert all(os.environ[key] == value for key, value in RAY_ENV.items())
+
+
+@pytest.mark.slow
+def test_a_process_that_ran_a_local_ray_is_told_it_cannot_join_a_cluster():
+    """In Ray 2.x every actor that a process creates on a cluster it joins after running a local Ray dies before it
+    starts: instead of a study whose trials all fail, one clear error (in a fresh process: a local Ray here would
+    leave the test process unable to join the suite's shared head)."""
+    code = ("import ray\nfrom sksearch.config import StudyConfig\nfrom sksearch.errors import UserError\n"
+            "from sksearch.search.ray_cluster import init_ray\n"
+            "cfg = StudyConfig.model_validate({'name': 's', 'search_space': 'x.yaml'})\n"
+            "init_ray(None, cfg)\nray.shutdown()\n"
+            "try:\n    init_ray('127.0.0.1:1', cfg)\nexcept UserError as exc:\n    print(exc.key, '|', exc)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    key, _, text = run_fresh(code, env=env).splitlines()[-1].partition(" | ")
+    assert key == "--address" and "already ran a study on a local Ray" in text and "new process" in text

@@ -3,6 +3,8 @@ Trial objects, and one small real Tuner.fit run on a local Ray."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from ray.tune.experiment import Trial
@@ -195,8 +197,10 @@ def test_tuner_fit_keeps_cheap_front_trial(tmp_path):
     from ray import tune
 
     started_here = not ray.is_initialized()  # another test may have left a local Ray up
-    if started_here:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if started_here:  # the suite's shared head where there is one (tests/conftest.py), else a local Ray
+        where = {"address": os.environ["RAY_ADDRESS"]} if os.environ.get("RAY_ADDRESS") else \
+            {"address": "local", "num_cpus": 2}
+        ray.init(**where, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         tuner = tune.Tuner(
             _standin_trainable,

@@ -14,18 +14,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("SKSEARCH_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+MICRO_SPACE = Path(__file__).with_name("micro_cifar.yaml")
 MYSQL_URL = os.environ.get("SKSEARCH_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def write_study(folder: Path, *, name: str | None = None, n_trials: int = 4, epochs: int = 2,
                 scheduler: dict | None = None, concurrent: int = 2, storage: str | None = None,
                 constraints: dict | None = None, **extra: Any) -> Path:
-    """A study small enough for a test: ~500 synthetic images, the tiny space, 1 CPU per trial."""
+    """A study small enough for a test: 320 synthetic images, the micro space (the quick start's at half width),
+    1 CPU per trial. A trial's epoch is a few tenths of a second: what the tests check is the orchestration."""
     name = name or f"t{uuid.uuid4().hex[:8]}"
     study = {
         "name": name,
-        "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml"),
-        "dataset": {"name": "synthetic", "train_size": 600, "test_size": 100, "seed": 0},
+        "search_space": str(MICRO_SPACE),
+        "dataset": {"name": "synthetic", "train_size": 320, "test_size": 20, "seed": 0},
         "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "macs", "direction": "minimize"}],
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05},
         "tune": {"n_trials": n_trials, "max_concurrent": concurrent, "resources_per_trial": {"cpu": 1},

@@ -3,34 +3,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
-import socket
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 from optuna.trial import TrialState
 
+from tests.ray_nodes import RAY, free_port, start_node, stop_node, temp_dir, token_env
 from tests.tune.helpers import counted, load, load_if_created, run_cli, wait_for, write_study
 
-RAY = Path(os.sys.executable).parent / "ray"
-# `ray start` clusters use token authentication since Ray 2.5x; every process that talks to the cluster must
-# say so and carry the token. A token of our own: a fresh machine has no ~/.ray/auth_token.
-TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+# Every process that talks to these clusters carries their token (tests/ray_nodes.py).
+TOKEN = token_env()
 # A dead node is declared after a few missed health checks: seconds here, not Ray's default half a minute.
 FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
                "RAY_health_check_failure_threshold": "3"}
-ENV = {**os.environ, **TOKEN, **FAST_HEALTH}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Ten times the tests' usual data: a trial trains for several seconds, so that the node is killed mid-trial.
+LONG_TRIALS = {"name": "synthetic", "train_size": 3200, "test_size": 20, "seed": 0}
+ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **TOKEN, **FAST_HEALTH}
 
 
 def _nodes_alive(address: str) -> int:
@@ -53,37 +45,21 @@ def _nodes_alive(address: str) -> int:
 def two_node_cluster(head_cpus: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
     """A head and a worker node on free ports, one CPU each (the head `head_cpus`): (address, the worker's
     `ray start` process)."""
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--disable-usage-stats", "--block"]
-    # --block keeps each node in the foreground, so killing its process group stops exactly this cluster
-    # (`ray stop` would stop every Ray on the machine). A temp folder of its own keeps the head's address
-    # file (ray_current_cluster) out of /tmp/ray, where a plain ray.init() would find it afterwards; a short
-    # path, since Ray's socket paths must fit in 107 bytes.
-    ray_tmp = tempfile.mkdtemp(prefix="skray", dir="/tmp")
-    head = subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                             "--include-dashboard", "false", "--temp-dir", ray_tmp, "--num-cpus", str(head_cpus),
-                             *common],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
+    ray_tmp = temp_dir()
+    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", ray_tmp,
+                       "--num-cpus", str(head_cpus)], ENV)
     worker = None
     try:
         wait_for(lambda: _nodes_alive(address) >= 1, timeout=90, what="the head node is up", poll=0.5)
         head_only = _nodes_alive(address)
-        worker = subprocess.Popen([str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1",
-                                   "--num-cpus", "1", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True, env=ENV)
+        worker = start_node(["--address", address, "--num-cpus", "1"], ENV)
         wait_for(lambda: _nodes_alive(address) == head_only + 1, timeout=90, what="the worker node joined", poll=0.5)
         yield address, worker
     finally:
         for proc in (worker, head):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (worker, head):
-            if proc is not None:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_node(proc)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -125,7 +101,7 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
     while both nodes train: its trial is recorded FAIL with error_kind node_lost, not counted toward
     max_failures (0 here), and replaced; the study ends with exactly n_trials on the head node."""
     with two_node_cluster() as (address, worker):
-        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=2)
+        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=2, dataset=LONG_TRIALS)
         data = yaml.safe_load(path.read_text())
         data["tune"]["max_failures"] = 0  # a lost node is no failure of the trial's
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -144,7 +120,7 @@ def test_when_no_node_left_can_hold_a_trial_one_line_says_so(tmp_path):
     """Only the worker has CPUs (the head has none); it dies mid-trial: no node can hold a trial any more,
     so the run stops with one line and exit 1 instead of Ray waiting for ever; the trial is node_lost."""
     with two_node_cluster(head_cpus=0) as (address, worker):
-        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=1)
+        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=1, dataset=LONG_TRIALS)
         log = tmp_path / "driver.log"
         assert _kill_worker_mid_trial(path, address, worker, log, nodes=1) == 1, log.read_text()[-3000:]
         out = log.read_text()

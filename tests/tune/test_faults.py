@@ -56,7 +56,8 @@ def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
 
 
-def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(tmp_path):
+def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(tmp_path, local_ray):
+    # A local Ray of the driver's own, as a user's first run (the other tests join the suite's shared head).
     # Trial 0's process dies outright (as an OOM kill would); trial 1 diverges; max_failures 1 then stops.
     path = write_study(tmp_path, n_trials=6, epochs=1, concurrent=1)
     path.write_text(path.read_text().replace("max_failures: 3", "max_failures: 1"))

@@ -1,0 +1,101 @@
+"""Ray nodes that a test starts itself with `ray start` (a head, a worker), and stops by the process group it
+started: `ray stop` would stop every Ray on the machine.
+
+Used by the two-node cluster tests and by the suite's shared head (tests/conftest.py): one head per test
+process, joined through RAY_ADDRESS by every study the tests run, so that a study does not pay for starting and
+stopping Ray's daemons (4-5 s of CPU each time on these machines) and the next one finds them warm.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token_env() -> dict[str, str]:
+    """`ray start` clusters use token authentication since Ray 2.5x; every process that talks to the cluster must
+    say so and carry the token. A token of our own: a fresh machine has no ~/.ray/auth_token."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`ray start ARGS --block`: --block keeps the node in the foreground, in a process group of its own, so that
+    stop_node stops exactly this node."""
+    return subprocess.Popen([str(RAY), "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block",
+                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=env)
+
+
+def stop_node(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # `ray start --block` stops its daemons on Ctrl-C in a second or two;
+    try:                                    # after SIGTERM it waited 30 s
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def temp_dir() -> str:
+    """A Ray temp folder of the node's own: it keeps the head's address file (ray_current_cluster) out of
+    /tmp/ray, where a plain ray.init() would find it afterwards; a short path, since Ray's socket paths must fit
+    in 107 bytes."""
+    return tempfile.mkdtemp(prefix="skray", dir="/tmp")
+
+
+def wait_until_joinable(address: str, env: dict[str, str], proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll until a driver can join the head at `address` (its GCS answers and its raylet has registered)."""
+    code = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); "
+            "sys.exit(0 if any(n['Alive'] for n in ray.nodes()) else 1)")
+    host, port = address.split(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"`ray start` for {address} ended with exit {proc.returncode}")
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, int(port)), timeout=1).close()
+            if subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True,
+                              timeout=60).returncode == 0:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Ray head at {address} did not come up within {timeout:g} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray head on a free port with `num_cpus` CPUs and no token (a driver that already imported Ray reads the
+    token mode only once): (its address, the environment a process needs to join it)."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    join = {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, **join}
+    env.pop("RAY_ADDRESS")  # `ray start --head` with RAY_ADDRESS set would try to join it
+    folder = temp_dir()
+    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", folder,
+                       "--num-cpus", str(num_cpus)], env)
+    try:
+        wait_until_joinable(address, {**env, **join}, head)
+        yield address, join
+    finally:
+        stop_node(head)
+        shutil.rmtree(folder, ignore_errors=True)
