@@ -32,14 +32,22 @@ def folder(nodeid: str) -> str:
     return "/".join(parts[:-1]) or parts[0]
 
 
+def busy_cpu_seconds() -> float:
+    """The machine's busy CPU time so far (all processes, /proc/stat): what the suite costs in all, the shared Ray
+    head's trial workers included (they are not descendants of a test process, so the per-test CPU misses them)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 def one_run(pytest_args: list[str]) -> tuple[float, list[dict], int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         times = Path(tmp) / "times.jsonl"
         env = {**os.environ, "SKSEARCH_TEST_TIMES": str(times)}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), busy_cpu_seconds()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=REPO, env=env,
                               capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        print(f"machine busy CPU during the run: {busy_cpu_seconds() - c0:.0f} s on {os.cpu_count()} cores")
         rows = [json.loads(line) for line in times.read_text().splitlines()] if times.exists() else []
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", ln)), "")
     if proc.returncode:

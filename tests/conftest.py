@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite."""
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -25,32 +26,6 @@ def _latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("SKSEARCH_CACHE", None)
     else:
         os.environ["SKSEARCH_CACHE"] = before
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _shared_ray_head(request: pytest.FixtureRequest) -> Iterator[None]:
-    """One Ray head per test process (each xdist worker), with 2 CPUs like a local Ray on these machines, that
-    every study of the tests joins through RAY_ADDRESS (in process and as subprocess drivers): starting and
-    stopping Ray's daemons costs a study 4-5 s of CPU and 4-6 s of wall time, and the suite runs about 80 of them.
-    Started only where slow tests (the real runs) were collected; SKSEARCH_TEST_RAY=local gives every study a
-    local Ray of its own, as a user's first run has (tests/tune/test_faults.py checks that path too, in a subprocess:
-    in Ray 2.x a process that ran a local Ray cannot run actors on another cluster afterwards)."""
-    wanted = os.environ.get("SKSEARCH_TEST_RAY", "shared") != "local" and \
-        any(item.get_closest_marker("slow") for item in request.session.items)
-    if not wanted or os.environ.get("RAY_ADDRESS"):
-        yield
-        return
-    with ray_head(num_cpus=4) as (_, join):
-        saved = {k: os.environ.get(k) for k in join}
-        os.environ.update(join)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 @pytest.fixture
@@ -104,6 +79,37 @@ def mysql_url() -> str:
     if problem:
         pytest.skip(f"no MySQL/MariaDB at {MYSQL_URL}: {problem}")
     return _worker_database(MYSQL_URL)
+
+
+_RAY_HEAD = pytest.StashKey[contextlib.ExitStack]()
+
+
+@pytest.hookimpl(trylast=True)  # after tests/leftovers.py has tagged the run: the head's processes carry the tag
+def pytest_configure(config: pytest.Config) -> None:
+    """One Ray head for the whole run (`ray start`, 8 CPUs, a temp folder of its own; started by the xdist
+    controller, whose workers inherit RAY_ADDRESS), which every study of the tests joins, in process and as
+    subprocess drivers: starting and stopping Ray's daemons costs a study 4-5 s of CPU and wall time, and one head
+    idles at 0.05 of a core. Not for `make test-fast` (-m "not slow": no real runs); SKSEARCH_TEST_RAY=local gives
+    every study a local Ray of its own, as a user's first run has (tests/tune/test_faults.py checks that path too,
+    in a subprocess driver: in Ray 2.x a process that ran a local Ray cannot run actors on another cluster
+    afterwards, so no in-process test starts one)."""
+    if hasattr(config, "workerinput") or os.environ.get("RAY_ADDRESS") \
+            or os.environ.get("SKSEARCH_TEST_RAY", "shared") == "local" or "not slow" in (config.option.markexpr or ""):
+        return
+    stack = contextlib.ExitStack()
+    _, join = stack.enter_context(ray_head(num_cpus=8))
+    before = {k: os.environ.get(k) for k in join}
+    os.environ.update(join)
+    stack.callback(lambda: [os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                            for k, v in before.items()])
+    config.stash[_RAY_HEAD] = stack
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stops the head after the last test (and before tests/leftovers.py looks for what was left behind)."""
+    stack = session.config.stash.get(_RAY_HEAD, None)
+    if stack is not None:
+        stack.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

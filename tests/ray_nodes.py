@@ -1,9 +1,9 @@
 """Ray nodes that a test starts itself with `ray start` (a head, a worker), and stops by the process group it
 started: `ray stop` would stop every Ray on the machine.
 
-Used by the two-node cluster tests and by the suite's shared head (tests/conftest.py): one head per test
-process, joined through RAY_ADDRESS by every study the tests run, so that a study does not pay for starting and
-stopping Ray's daemons (4-5 s of CPU each time on these machines) and the next one finds them warm.
+Used by the two-node cluster tests and by the suite's shared head (tests/conftest.py): one head for the run,
+joined through RAY_ADDRESS by every study the tests run, so that a study does not pay for starting and stopping
+Ray's daemons (4-5 s of CPU each time on these machines).
 """
 from __future__ import annotations
 
@@ -91,8 +91,9 @@ def ray_head(num_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
     env = {**os.environ, **join}
     env.pop("RAY_ADDRESS")  # `ray start --head` with RAY_ADDRESS set would try to join it
     folder = temp_dir()
-    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", folder,
-                       "--num-cpus", str(num_cpus)], env)
+    # no dashboard and no log monitor (the studies do not send workers' logs to the driver): less CPU idling
+    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--include-log-monitor", "false",
+                       "--temp-dir", folder, "--num-cpus", str(num_cpus)], env)
     try:
         wait_until_joinable(address, {**env, **join}, head)
         yield address, join
