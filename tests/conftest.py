@@ -118,3 +118,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/tests/tune/" in str(item.path):
             item.add_marker(pytest.mark.slow)
+
