@@ -89,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """One Ray head for the whole run (`ray start`, 8 CPUs, a temp folder of its own; started by the xdist
     controller, whose workers inherit RAY_ADDRESS), which every study of the tests joins, in process and as
     subprocess drivers: starting and stopping Ray's daemons costs a study 4-5 s of CPU and wall time, and one head
-    idles at 0.05 of a core. Not for `make test-fast` (-m "not slow": no real runs); SKSEARCH_TEST_RAY=local gives
+    idles at 0.035 of a core. Not for `make test-fast` (-m "not slow": no real runs); SKSEARCH_TEST_RAY=local gives
     every study a local Ray of its own, as a user's first run has (tests/tune/test_faults.py checks that path too,
     in a subprocess driver: in Ray 2.x a process that ran a local Ray cannot run actors on another cluster
     afterwards, so no in-process test starts one)."""
@@ -98,11 +98,17 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     stack = contextlib.ExitStack()
     _, join = stack.enter_context(ray_head(num_cpus=8))
-    before = {k: os.environ.get(k) for k in join}
+    stack.callback(_restore_env, {k: os.environ.get(k) for k in join})
     os.environ.update(join)
-    stack.callback(lambda: [os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-                            for k, v in before.items()])
     config.stash[_RAY_HEAD] = stack
+
+
+def _restore_env(before: dict[str, str | None]) -> None:
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -118,4 +124,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/tests/tune/" in str(item.path):
             item.add_marker(pytest.mark.slow)
-

@@ -71,8 +71,9 @@ def init_ray(address: str | None, cfg: StudyConfig) -> None:
                             f"another cluster ({address}) from it afterwards; run this study in a new process (in a "
                             "notebook: restart the kernel)", key="--address")
         probe(address)
+        worker_env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
         try:
-            ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV if k in os.environ}}, **kwargs)
+            ray.init(address=address, runtime_env={"env_vars": worker_env}, **kwargs)
         except Exception as exc:
             hint = ""
             if "auth" in str(exc).lower() and not os.environ.get("RAY_AUTH_MODE"):
