@@ -10,6 +10,8 @@ cached: the class list is read once.
 """
 from __future__ import annotations
 
+import math
+
 import os
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -219,6 +221,19 @@ class SchedulerConfig(_Block):
                             "milliseconds on the `latency` target).")
     keep_most_accurate: bool = Field(True, description="pareto_asha: also promote a rung's top 1/rf by accuracy "
                                                        "alone.")
+    pause: bool = Field(False, description="pareto_asha with the ehvi sampler: a trial a rung stops keeps its "
+                                           "training state, and the sampler resumes it when that promises more "
+                                           "front than a new spec.")
+
+    def rung_epochs(self, max_epochs: int) -> list[int]:
+        """The epochs at which a trial is judged (grace_period x rf^k below max_epochs); none for fifo."""
+        if self.type == "fifo":
+            return []
+        out, k = [], 0
+        while self.grace_period * self.reduction_factor ** k < max_epochs:
+            out.append(math.ceil(round(self.grace_period * self.reduction_factor ** k, 9)))
+            k += 1
+        return out
 
 
 class SamplerConfig(_Block):
@@ -320,6 +335,10 @@ class StudyConfig(_Block):
                              f"({sched.max_epochs or self.train.epochs})")
         if sched.type != "fifo" and metrics[0] != "accuracy":
             raise ValueError(f"tune.scheduler: {sched.type} stops trials on the first objective, which must be accuracy")
+        # Only pareto_asha skips the rungs a continuation passed before it paused, and only ehvi chooses to resume.
+        if sched.pause and (sched.type != "pareto_asha" or self.tune.sampler.type != "ehvi"):
+            raise ValueError(f"tune.scheduler.pause: needs tune.scheduler.type pareto_asha and tune.sampler.type ehvi "
+                             f"(got {sched.type} and {self.tune.sampler.type})")
         return self
 
     @model_validator(mode="after")

@@ -23,6 +23,13 @@ from typing import Iterator
 RAY = Path(sys.executable).parent / "ray"
 
 
+def use_local_ray(monkeypatch) -> None:
+    """From here on this test's studies start a local Ray of their own, as a user's first run does, instead
+    of joining the suite's shared head (tests/conftest.py)."""
+    for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -137,6 +137,18 @@ def test_grace_period_longer_than_training_is_rejected(tmp_path: Path) -> None:
     assert err.value.key == "tune.scheduler.grace_period" and err.value.file == str(path)
 
 
+@pytest.mark.parametrize("tune", ["{scheduler: {type: asha, pause: true}, sampler: {type: ehvi}}",
+                                  "{scheduler: {type: pareto_asha, pause: true}, sampler: {type: tpe}}"])
+def test_pause_needs_pareto_asha_and_the_ehvi_sampler(tmp_path: Path, tune: str) -> None:
+    path = write(tmp_path, f"name: s6\nsearch_space: space.yaml\ntune: {tune}\n")
+    with pytest.raises(UserError) as err:
+        load_study(path)
+    assert err.value.key == "tune.scheduler.pause" and err.value.file == str(path)
+    ok = write(tmp_path, "name: s7\nsearch_space: space.yaml\n"
+                         "tune: {scheduler: {type: pareto_asha, pause: true}, sampler: {type: ehvi}}\n")
+    assert load_study(ok).tune.scheduler.pause
+
+
 def test_a_missing_class_list_is_named_at_load(tmp_path: Path) -> None:
     path = write(tmp_path, "name: s4\nsearch_space: space.yaml\n"
                            "dataset: {name: imagenet_subset, classes_file: nowhere.txt}\n")

@@ -9,7 +9,8 @@ with a trial cut off by the budget rather than by its scheduler, and all methods
 
 The model answers draw(seed, index) (the next trial; None when it has nothing left to propose), result()
 and epoch_time(); a model with a searcher behind it (sk_replay.py) also hears complete(outcome, result,
-epochs_used) when a trial ends, as Ray's searcher does.
+epochs_used) when a trial ends, as Ray's searcher does. A draw with `start` > 0 continues a paused trial:
+only its epochs after `start` are trained and counted.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def simulate(make_scheduler: SchedulerFactory, model: CurveModel, *, seed: int, 
             trial = Trial("standin", config={"index": index}, trial_id=f"t{index:05d}", stub=True)
             trials[index] = trial
             scheduler.on_trial_add(None, trial)
-            outcome = TrialOutcome(draw)
+            # A continuation of a paused trial (sk_replay with tune.scheduler.pause) starts where it paused.
+            outcome = TrialOutcome(draw, epochs=getattr(draw, "start", 0))
             out.outcomes.append(outcome)
             running[index] = outcome
             heapq.heappush(events, (now + model.epoch_time(draw), index))

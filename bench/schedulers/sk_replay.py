@@ -162,7 +162,8 @@ class SksearchSampler:
     (records.record_sampled), its curve epoch by epoch (record_epoch), its end COMPLETE at max_t, else PRUNED
     (record_end): the study the proposer reads is the one a real driver writes."""
 
-    def __init__(self, table: SKTable, order: int, workers: int, sampler: Any, kind: str = "tpe") -> None:
+    def __init__(self, table: SKTable, order: int, workers: int, sampler: Any, kind: str = "tpe",
+                 pause: bool = False) -> None:
         import optuna
 
         from sksearch.search.proposals import FrontGainProposer
@@ -178,14 +179,33 @@ class SksearchSampler:
         self.proposer = FrontGainProposer(self.cfg, sampler.space) if kind == "ehvi" else None
         self.picker = RowPicker(table, np.random.default_rng([order, 2]))
         self.live: dict[int, Any] = {}
+        self.pause = pause   # tune.scheduler.pause: a trial the scheduler stops is paused, and may be resumed
+        self.row_of: dict[int, int] = {}    # optuna trial number -> row
+        self.index_of: dict[int, int] = {}  # optuna trial number -> replay index
 
-    def suggest(self, index: int) -> int | None:
+    def suggest(self, index: int) -> int | Continuation | None:
         from sksearch.storage import records as st
 
+        trials = self.study.get_trials(deepcopy=False)
+        if not self.picker.untried and not (self.pause and st.paused_trials(trials)):
+            return None
+        # Once every row was tried, the table (this replay's space) holds only paused trials to resume.
+        proposal = (self.proposer.propose(self.study, new_specs=bool(self.picker.untried))
+                    if self.proposer is not None else None)
+        if proposal is not None:
+            self.study.enqueue_trial(proposal.params)
+        if proposal is not None and proposal.resume is not None:
+            paused = trials[proposal.resume]
+            trial = self.study.ask()
+            st.set_constraints(trial, self.s.check(self.s.space.sample(trial)).constraints)
+            r = self.table.rows[self.row_of[paused.number]]
+            st.record_sampled(trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
+            st.record_continuation(trial, paused)
+            self.live[index] = trial
+            self.row_of[trial.number], self.index_of[trial.number] = self.row_of[paused.number], index
+            return Continuation(self.row_of[paused.number], st.epochs_done(paused), self.index_of[paused.number])
         if not self.picker.untried:
             return None
-        if self.proposer is not None and (proposal := self.proposer.propose(self.study)) is not None:
-            self.study.enqueue_trial(proposal.params)
         for _ in range(500):
             trial = self.study.ask()
             feas = self.s.check(self.s.space.sample(trial))
@@ -195,6 +215,7 @@ class SksearchSampler:
                 row = self.picker.take_nearest(feas.spec.to_dict())
                 r = self.table.rows[row]
                 st.record_sampled(trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
+                self.row_of[trial.number], self.index_of[trial.number] = row, index
                 return row
             st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
         raise RuntimeError("500 infeasible samples in a row")
@@ -206,6 +227,8 @@ class SksearchSampler:
         history = list(result["history"])
         st.record_epoch(self.study._storage, trial._trial_id, epoch=epochs, accuracy=result["accuracy"],
                         history=history)
+        if self.pause and epochs < self.table.max_t:
+            st.mark_paused(trial)
         st.record_end(self.study, trial, self.cfg, epochs_done=epochs, max_epochs=self.table.max_t,
                       accuracy=result["accuracy"], params=r.params, macs=r.macs, error=None)
 
@@ -329,6 +352,16 @@ class RowDraw:
     curve: tuple[float, ...]
     cost: float
     params: int
+    start: int = 0  # a continuation: the epochs its paused trial had trained
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """A searcher's answer that resumes a paused trial (replay index `of`) from epoch `start`."""
+
+    row: int
+    start: int
+    of: int
 
 
 @dataclass
@@ -364,19 +397,27 @@ class Replay:
     def __init__(self, table: SKTable, searcher: Any, order: int) -> None:
         self.table, self.searcher = table, searcher
         self.rng = np.random.default_rng([order, 4])
+        self.curves: dict[int, tuple[float, ...]] = {}  # replay index -> the curve it trains
         self.front: list[tuple[float, float]] = []
         self.trace = Trace()
 
     def draw(self, seed: int, index: int) -> RowDraw | None:
-        row = self.searcher.suggest(index)
-        if row is None:
+        got = self.searcher.suggest(index)
+        if got is None:
             return None
-        r = self.table.rows[row]
-        return RowDraw(index, row, r.curves[int(self.rng.integers(len(r.curves)))], float(r.macs), r.params)
+        if isinstance(got, Continuation):  # the paused trial's own curve goes on
+            r = self.table.rows[got.row]
+            self.curves[index] = self.curves[got.of]
+            return RowDraw(index, got.row, self.curves[index], float(r.macs), r.params, start=got.start)
+        r = self.table.rows[got]
+        self.curves[index] = r.curves[int(self.rng.integers(len(r.curves)))]
+        return RowDraw(index, got, self.curves[index], float(r.macs), r.params)
 
     def result(self, draw: RowDraw, epoch: int, seed: int) -> dict:
+        from sksearch.search.protocol import RESUMED_AT
+
         return {"training_iteration": epoch, "accuracy": draw.curve[epoch - 1], "macs": int(draw.cost),
-                "params": draw.params, "history": draw.curve[:epoch]}
+                "params": draw.params, "history": draw.curve[:epoch], RESUMED_AT: draw.start}
 
     def epoch_time(self, draw: RowDraw) -> float:
         return self.table.rows[draw.row].seconds / len(draw.curve)
@@ -413,6 +454,7 @@ METHODS = {  # name: (searcher, scheduler)
     "GPSampler + Pareto-ASHA": ("gp", "pareto_asha"),
     "ehvi + FIFO": ("ehvi", "fifo"),
     "ehvi + Pareto-ASHA (sksearch)": ("ehvi", "pareto_asha"),
+    "ehvi + Pareto-ASHA, paused": ("ehvi_pause", "pareto_asha"),
 }
 
 
@@ -423,8 +465,9 @@ def replay(table: SKTable, method: str, order: int, *, budget: int, workers: int
     searcher_kind, scheduler_kind = METHODS[method]
     if searcher_kind == "random":
         searcher: Any = RandomSearch(table, order)
-    elif searcher_kind in ("tpe", "gp", "ehvi"):
-        searcher = SksearchSampler(table, order, workers, sampler or _spec_sampler(table), searcher_kind)
+    elif searcher_kind in ("tpe", "gp", "ehvi", "ehvi_pause"):
+        searcher = SksearchSampler(table, order, workers, sampler or _spec_sampler(table),
+                                   searcher_kind.removesuffix("_pause"), pause=searcher_kind.endswith("_pause"))
     else:
         searcher = RayOptunaSearch(table, order, sampler or _spec_sampler(table))
     model = Replay(table, searcher, order)

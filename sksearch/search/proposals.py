@@ -14,6 +14,10 @@ a few hundred observations at most, smooth in the features that matter (log cost
 width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
 trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
 spread out. The first few proposals are random (the model needs data).
+
+With tune.scheduler.pause, trials a rung stopped keep their training state, and each paused trial competes
+with the pool by the same expected front gain (its predicted full-fidelity accuracy, its known cost): the
+proposal then resumes it (`Proposal.resume`), and the searcher makes the new trial its continuation.
 """
 from __future__ import annotations
 
@@ -81,10 +85,12 @@ class Proposal:
     score: float               # expected hypervolume gain (normalised objectives)
     mean: float                # predicted full-fidelity accuracy
     sd: float
+    resume: int | None = None  # the number of a paused trial to resume instead of a new spec
 
     def summary(self) -> dict[str, float]:
-        return {"predicted_accuracy": round(self.mean, 4), "sd": round(self.sd, 4),
-                "expected_front_gain": float(f"{self.score:.4g}")}
+        out = {"predicted_accuracy": round(self.mean, 4), "sd": round(self.sd, 4),
+               "expected_front_gain": float(f"{self.score:.4g}")}
+        return out if self.resume is None else {**out, "resumes": self.resume}
 
 
 class FrontGainProposer:
@@ -132,8 +138,9 @@ class FrontGainProposer:
         nothing new."""
         rows: list[list[float]] = []
         ys: list[float] = []
+        continued = st.continued_trials(trials)  # their curve is the start of their continuation's
         for t in sorted(trials, key=lambda t: -t.number):  # newest first: the cap drops the oldest
-            if st.status(t) in ("duplicate", "infeasible"):
+            if st.status(t) in ("duplicate", "infeasible") or t.number in continued:
                 continue
             history = t.user_attrs.get(st.Key.ACCURACY_HISTORY) or []
             got = self._trial_features(t) if history else None
@@ -186,14 +193,19 @@ class FrontGainProposer:
         return np.clip(mean, 0.0, 1.0), np.maximum(sd, 1e-4)
 
     # -- the proposal -----------------------------------------------------------------------------------------
-    def propose(self, study: optuna.Study) -> Proposal | None:
+    def propose(self, study: optuna.Study, *, new_specs: bool = True) -> Proposal | None:
         """The candidate with the largest expected front gain, or None while the study has too few
-        observations (the caller then samples at random) or the pool holds no untried network."""
+        observations (the caller then samples at random) or the pool holds no untried network and no trial
+        is paused. new_specs=False: choose among the paused trials only (the replay of bench/schedulers, once
+        its table has no untried row)."""
         trials = study.get_trials(deepcopy=False)
         observed = [t for t in trials if t.user_attrs.get(st.Key.ACCURACY_HISTORY)
                     and st.status(t) not in ("duplicate", "infeasible")]
         if len(observed) < self.n_startup:
             return None
+        # Paused trials (tune.scheduler.pause) compete with new specs by the same expected gain: a front member
+        # that an early rung stopped is otherwise never trained again.
+        paused = [(t, got[1]) for t in st.paused_trials(trials) if (got := self._trial_features(t)) is not None]
         taken: set[str] = set()
         running: list[tuple[FrozenTrial, list[float]]] = []
         for t in trials:
@@ -203,8 +215,9 @@ class FrontGainProposer:
                     taken.add(got[0])
                     if t.state == TrialState.RUNNING:
                         running.append((t, got[1]))
-        pool = [c for c in self.pool(draw_seed=self.seed * 100_003 + len(trials)) if c.identity not in taken]
-        if not pool:
+        pool = [c for c in self.pool(draw_seed=self.seed * 100_003 + len(trials)) if c.identity not in taken] \
+            if new_specs else []
+        if not pool and not paused:
             return None
         x, y = self.observations(trials)
         key = (len(y), float(y.sum()))
@@ -218,14 +231,17 @@ class FrontGainProposer:
             costs = [self._trial_costs(t, scales) for t, _ in running]
             front = self._merge(front, [[1 - m, *c] for m, c in zip(mean, costs)])
         reference = np.array([1.0] + [COST_REFERENCE] * len(self.cost_names))
-        mean, sd = self.predict(model, np.array([c.features for c in pool]))
-        scores = np.array([self._gain(front, reference, self._cost(c.feas, scales), 1 - m, s)
-                           for c, m, s in zip(pool, mean, sd)])
+        mean, sd = self.predict(model, np.array([c.features for c in pool] + [f for _, f in paused]))
+        costs = [self._cost(c.feas, scales) for c in pool] + [self._trial_costs(t, scales) for t, _ in paused]
+        scores = np.array([self._gain(front, reference, c, 1 - m, s) if c is not None else -np.inf
+                           for c, m, s in zip(costs, mean, sd)])
         if not np.any(scores > 0):  # nothing expected to add volume: the most promising by optimism
-            scores = mean + sd
+            scores = np.where(np.isfinite(scores), mean + sd, -np.inf)
         best = int(np.argmax(scores))
-        c = pool[best]
-        return Proposal(c.params, float(scores[best]), float(mean[best]), float(sd[best]))
+        if best < len(pool):
+            return Proposal(pool[best].params, float(scores[best]), float(mean[best]), float(sd[best]))
+        t = paused[best - len(pool)][0]
+        return Proposal(dict(t.params), float(scores[best]), float(mean[best]), float(sd[best]), resume=t.number)
 
     def _scales(self, trials: Sequence[FrozenTrial], pool: Sequence[Candidate]) -> list[float]:
         budgets = {"macs": self.cfg.constraints.max_macs, "params": self.cfg.constraints.max_params,

@@ -13,6 +13,10 @@ rung has recorded so far, no waiting for a full rung) and changes only the promo
 4. it also continues if fewer than that many entries are strictly more accurate (ASHA's own cut, on
    accuracy alone; keep_most_accurate=False turns it off): an accurate model that starts slowly is
    dominated at an early rung by cheaper fast starters, and without this it is lost to the front.
+
+With tune.scheduler.pause the driver keeps the training state of a trial stopped at a rung, and the ehvi
+sampler may resume it later (search/proposals.py); the continuation's results carry `resumed_at`, and it is
+judged only at the rungs above that epoch.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from sksearch.config import StudyConfig
 from sksearch import front
+from sksearch.search.protocol import RESUMED_AT
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -127,9 +132,10 @@ class _ParetoBracket:
             k += 1
         self.rungs: list[tuple[float, dict[str, Point]]] = [(m, {}) for m in reversed(milestones)]
 
-    def on_result(self, trial_id: str, cur_iter: float, reward: float, cost: float) -> str:
+    def on_result(self, trial_id: str, cur_iter: float, reward: float, cost: float, resumed_at: float = 0) -> str:
         for milestone, recorded in self.rungs:
-            if cur_iter < milestone or trial_id in recorded:
+            # A continuation of a paused trial (tune.scheduler.pause) was judged at the rungs up to where it paused.
+            if cur_iter < milestone or trial_id in recorded or milestone <= resumed_at:
                 continue
             keep = pareto_promotable(list(recorded.values()), (reward, cost), self.rf,
                                      keep_most_accurate=self.keep_most_accurate)
@@ -214,7 +220,7 @@ class ParetoASHA(FIFOScheduler):
         bracket = self._trial_info.get(trial.trial_id)
         if bracket is None:  # a trial the scheduler was never told about: leave it alone
             return TrialScheduler.CONTINUE
-        action = bracket.on_result(trial.trial_id, t, reward, cost)
+        action = bracket.on_result(trial.trial_id, t, reward, cost, float(result.get(RESUMED_AT) or 0))
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
@@ -223,7 +229,7 @@ class ParetoASHA(FIFOScheduler):
         bracket = self._trial_info.pop(trial.trial_id, None)
         read = self._read(result) if result else None
         if bracket is not None and read is not None:
-            bracket.on_result(trial.trial_id, *read)
+            bracket.on_result(trial.trial_id, *read, float(result.get(RESUMED_AT) or 0))
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         self._trial_info.pop(trial.trial_id, None)

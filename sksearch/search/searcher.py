@@ -41,6 +41,9 @@ class LiveTrial:
     epochs_done: int = 0
     weights: str | None = None  # the latest weights its worker staged (tune.keep_weights)
     node: str | None = None     # the Ray node it trains on ("ip/node-id prefix"), once it reported
+    state: str | None = None    # tune.scheduler.pause: the training state its worker staged at a rung ...
+    state_epoch: int = 0        # ... after this epoch
+    resume_file: str | None = None  # a continuation: the paused trial's state, fetched for its worker
 
 
 def confirmation_plan(study: optuna.Study, cfg: StudyConfig, k: int) -> list[tuple[optuna.trial.FrozenTrial, int]]:
@@ -85,6 +88,9 @@ class StudySearcher(Searcher):
         # tune.max_failures.
         self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_not_its_fault)
         self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
+        # tune.scheduler.pause: the rung epochs at which workers stage their training state.
+        sched = cfg.tune.scheduler
+        self.pause_at = sched.rung_epochs(self.max_epochs) if sched.pause else []
         # What each trial's latency_ms was predicted on (None when the study does not use latency).
         target = cfg.latency_target()
         self.latency_target = None
@@ -162,14 +168,18 @@ class StudySearcher(Searcher):
                 if duplicates >= MAX_REPEATS_IN_A_ROW:
                     break
                 continue
+            live = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0), feas.latency)
+            resume = self._continue(trial, live)
             if not self.ledger.claim(trial):
+                if live.resume_file:
+                    st.discard_staged(live.resume_file)
                 return None  # another driver took the last slot between our count and our claim
             with self._lock:
-                self.live[trial_id] = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0),
-                                                feas.latency)
-            self.on_event(protocol.Started(trial.number, label, int(feas.params or 0), int(feas.macs or 0)))
+                self.live[trial_id] = live
+            self.on_event(protocol.Started(trial.number, live.label, int(feas.params or 0), int(feas.macs or 0)))
             return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
-                                              self.max_epochs, seed=self.cfg.train.seed, latency=feas.latency))
+                                              self.max_epochs, seed=self.cfg.train.seed, latency=feas.latency,
+                                              resume=resume, pause_at=self.pause_at))
         if duplicates >= MAX_REPEATS_IN_A_ROW:
             # Nothing new to train: a small space is used up. That ends the study normally.
             self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
@@ -178,6 +188,25 @@ class StudySearcher(Searcher):
             self.stop_reason = (f"{MAX_SKIPPED_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
                                 "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
         return Searcher.FINISHED
+
+    def _continue(self, trial: optuna.Trial, live: LiveTrial) -> dict[str, Any] | None:
+        """When the proposal that made this trial resumes a paused trial (tune.scheduler.pause): fetch that
+        trial's training state for the worker and make this trial its continuation (its curve so far, the
+        epochs done). None for a new spec, or when the paused trial was resumed by another driver meanwhile
+        or its state is gone: the spec then trains from the start."""
+        number = st.proposed_resume(trial)
+        if number is None:
+            return None
+        paused = next((t for t in st.paused_trials(self.study.get_trials(deepcopy=False)) if t.number == number), None)
+        path = st.fetch_paused_state(self.study, paused, self.cfg, trial.number) if paused is not None else None
+        if paused is None or path is None:
+            return None
+        st.record_continuation(trial, paused)
+        live.history = list(paused.user_attrs.get(st.Key.ACCURACY_HISTORY) or [])
+        live.epochs_done = st.epochs_done(paused)
+        live.resume_file = path
+        live.label = f"{live.label} (resumes trial {paused.number})"
+        return {"state": path, "epoch": live.epochs_done}
 
     def _enqueue_proposal(self) -> None:
         """ehvi: the pool's best candidate becomes the next trial's parameters (Optuna's enqueue_trial, so
@@ -239,6 +268,8 @@ class StudySearcher(Searcher):
         lt.history.append(r.accuracy)
         lt.weights = r.weights or lt.weights
         lt.node = r.node or lt.node
+        if r.state:
+            lt.state, lt.state_epoch = r.state, lt.epochs_done
         with self.ledger.progress(lt.trial._trial_id) as write:
             st.record_epoch(self.storage, lt.trial._trial_id, epoch=lt.epochs_done, accuracy=r.accuracy,
                             history=lt.history, train_seconds=r.train_seconds,
@@ -278,6 +309,7 @@ class StudySearcher(Searcher):
         accuracy = lt.history[-1] if lt.history else None
         with self.ledger.finish(lt.trial._trial_id) as write:
             self._keep_weights(lt, error)
+            self._keep_state(lt, error)
             state = st.record_end(self.study, lt.trial, self.cfg, epochs_done=lt.epochs_done,
                                   max_epochs=self.max_epochs, accuracy=accuracy, params=lt.params, macs=lt.macs,
                                   error=error, error_kind=kind, latency_ms=lt.latency)
@@ -296,6 +328,21 @@ class StudySearcher(Searcher):
             st.record_weights(lt.trial, self.cfg, lt.weights)
         except OSError as exc:
             self.ledger.log(f"trial {lt.trial.number}: its weights were not kept ({exc})")
+
+    def _keep_state(self, lt: LiveTrial, error: str | None) -> None:
+        """tune.scheduler.pause: a trial stopped at a rung keeps the training state staged there, so a later
+        proposal may resume it (it is told PRUNED either way). Staged files are removed in every case."""
+        if lt.resume_file:
+            st.discard_staged(lt.resume_file)
+        if lt.state is None:
+            return
+        if error is not None or lt.epochs_done >= self.max_epochs or lt.state_epoch != lt.epochs_done:
+            return st.discard_staged(lt.state)
+        try:
+            st.record_paused(lt.trial, self.cfg, lt.state)
+        except OSError as exc:
+            self.ledger.log(f"trial {lt.trial.number}: its training state was not kept, so it cannot be "
+                            f"resumed ({exc})")
 
     # The storage holds all state: nothing to checkpoint, and the study/thread must not be pickled.
     def save(self, checkpoint_path: str) -> None:

@@ -18,7 +18,7 @@ from ray import tune
 from sksearch.config import StudyConfig
 from sksearch.search import protocol
 from sksearch.spec import ArchSpec
-from sksearch.storage.records import WEIGHTS_FILE, staging_dir
+from sksearch.storage.records import STATE_FILE, WEIGHTS_FILE, staging_dir
 
 
 def _one_line(exc: BaseException) -> str:
@@ -84,16 +84,31 @@ def stage_weights(model: Any, folder: Path) -> str | None:
     return str(path)
 
 
+def stage_state(result: Any, folder: Path) -> str | None:
+    """A paused trial's training state (tune.scheduler.pause) as folder/state.pt, whole or not at all; the
+    driver keeps it if the scheduler stops the trial at this epoch. A store that cannot take it: None (the
+    trial is then an ordinary pruned one), and one line on stderr."""
+    path = folder / STATE_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        result.save_state(path)
+    except OSError as exc:
+        print(f"sksearch: the trial's training state was not staged in {folder}: {exc}", file=sys.stderr, flush=True)
+        return None
+    return str(path)
+
+
 def train_as_trial(cfg: StudyConfig, spec: ArchSpec, *, seed: int, epochs: int, device: Any,
-                   on_epoch: Any = None) -> Any:
+                   on_epoch: Any = None, resume_from: str | Path | None = None) -> Any:
     """Train `spec` exactly as a trial of study `cfg` with training seed `seed` does (the same data, batch
-    order and recipe), so a curve recorded outside Ray (bench/sk_table.py) is the curve `sksearch run` gives."""
+    order and recipe), so a curve recorded outside Ray (bench/sk_table.py) is the curve `sksearch run` gives.
+    resume_from: a paused trial's training state, to continue from the epoch after it."""
     from sksearch.data import make_data
     from sksearch.training.loop import train_trial
 
     recipe = cfg.train.model_copy(update={"seed": seed})
     data = make_data(cfg.dataset, batch_size=recipe.batch_size, device=device, seed=seed)
-    return train_trial(spec, data, recipe, epochs=epochs, device=device, on_epoch=on_epoch)
+    return train_trial(spec, data, recipe, epochs=epochs, device=device, on_epoch=on_epoch, resume_from=resume_from)
 
 
 def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
@@ -115,6 +130,9 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     started = time.perf_counter()
     reporting = False
     fault = injected_fault(int(config["trial_number"]))
+    resume = config.get("resume")  # a continuation of a paused trial: its training state and epochs done
+    resumed_at = int(resume["epoch"]) if resume else 0
+    pause_at = set(config.get("pause_at") or ())
     # This run's own folder: a trial number is reused by a --fresh study, and two drivers may share a store.
     staging = staging_dir(cfg) / f"{cfg.name}-{config['trial_number']}-{uuid.uuid4().hex[:8]}"
 
@@ -132,12 +150,14 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
             raise FloatingPointError(f"validation accuracy is {r.val_accuracy} at epoch {r.epoch}")
         weights = (stage_weights(r.model, staging) if r.model is not None
                    and keeps_weights(cfg.tune.keep_weights, r.epoch, config["max_epochs"]) else None)
+        # At a rung the scheduler may stop the trial on this very report: stage its state first.
+        state = stage_state(r, staging) if r.epoch in pause_at and r.save_state is not None else None
         reporting = True  # an exception from tune.report is Ray stopping us: let it through
         tune.report(protocol.epoch_result(accuracy=r.val_accuracy, epoch=r.epoch, train_loss=r.train_loss,
                                           images_per_second=r.images_per_second, epoch_seconds=r.seconds,
                                           train_seconds=time.perf_counter() - started, **extra,
                                           compile_seconds=r.compile_seconds,  # issue 14: compiling timed apart
-                                          weights=weights))
+                                          weights=weights, state=state, resumed_at=resumed_at))
         reporting = False
 
     gpu_share = cfg.tune.resources_per_trial.gpu
@@ -145,7 +165,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     try:
         device = trial_device(gpu_share)  # gpu: 0 trains on the CPU even where a GPU is visible
         cap_memory(device, gpu_share)     # a fractional share: this trial's slice of the GPU's memory
-        train_as_trial(cfg, spec, seed=train_cfg.seed, epochs=config["max_epochs"], device=device, on_epoch=on_epoch)
+        train_as_trial(cfg, spec, seed=train_cfg.seed, epochs=config["max_epochs"], device=device, on_epoch=on_epoch,
+                       resume_from=resume["state"] if resume else None)
     except Exception as exc:
         if reporting:
             raise

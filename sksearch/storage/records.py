@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,6 +56,8 @@ class Key:
     CONFIRMS = "confirms"            # a seed confirmation: number of the front trial it retrains
     PROPOSAL = "proposal"            # ehvi: the predicted accuracy and expected front gain that chose it
     SEED = "seed"                    # the training seed of a confirmation (others train with train.seed)
+    PAUSED = "paused"                # a pruned trial whose training state was kept (tune.scheduler.pause)
+    RESUMES = "resumes"              # a continuation: number of the paused trial whose training it continues
     # the budget ledger
     SLOT = "slot"                    # this trial holds one of n_trials
     RUN_ID = "run_id"                # the driver that trained it
@@ -199,6 +202,7 @@ def record_end(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, *, ep
 
 # -- kept weights: Optuna artifacts in the study's artifact store (StudyConfig.artifact_dir) ---------------------
 
+STATE_FILE = "state.pt"  # a paused trial's training state: weights, optimizer, schedule, epoch
 WEIGHTS_FILE = "weights.pt"  # the artifact's file name: a state dict, torch.load(..., weights_only=True)
 
 
@@ -222,6 +226,75 @@ def record_weights(trial: optuna.Trial, cfg: StudyConfig, staged: str | Path) ->
                                                 study_or_trial=trial)
     finally:
         discard_staged(staged)
+
+
+def record_paused(trial: optuna.Trial, cfg: StudyConfig, staged: str | Path) -> None:
+    """Keep the training state a worker staged at the rung that stopped the trial (tune.scheduler.pause), so a
+    later proposal can resume it. Before study.tell; the staged file is removed either way."""
+    record_weights(trial, cfg, staged)
+    mark_paused(trial)
+
+
+def mark_paused(trial: optuna.Trial) -> None:
+    """The trial, about to be told PRUNED, may be resumed (its training state is kept; in the replay of
+    bench/schedulers, its curve)."""
+    trial.set_user_attr(Key.PAUSED, True)
+
+
+def record_continuation(trial: optuna.Trial, paused: FrozenTrial) -> None:
+    """A new trial that resumes `paused` from its kept training state: it carries the paused trial's curve so
+    far, so its history is the whole curve; `paused` stays PRUNED (Optuna does not reopen a finished trial)."""
+    trial.set_user_attr(Key.RESUMES, paused.number)
+    history = paused.user_attrs.get(Key.ACCURACY_HISTORY) or []
+    trial.set_user_attr(Key.EPOCHS_DONE, epochs_done(paused))
+    trial.set_user_attr(Key.ACCURACY_HISTORY, list(history))
+    if history:
+        trial.set_user_attr(Key.ACCURACY, history[-1])
+
+
+def paused_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Paused trials that may be resumed: not continued by a trial that is running or ended (a continuation
+    that failed or was interrupted gives its paused trial back), and their network not trained in full."""
+    continued = {int(t.user_attrs[Key.RESUMES]) for t in trials if Key.RESUMES in t.user_attrs
+                 and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)}
+    full = {identity(t) for t in trials if status(t) == "full"}
+    return [t for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get(Key.PAUSED)
+            and t.number not in continued and identity(t) not in full]
+
+
+def continued_trials(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the paused trials some trial continues (their curve is part of the continuation's)."""
+    return {int(t.user_attrs[Key.RESUMES]) for t in trials if Key.RESUMES in t.user_attrs}
+
+
+def proposed_resume(trial: optuna.Trial) -> int | None:
+    """The paused trial an ehvi proposal chose to resume with this trial (Key.PROPOSAL), or None."""
+    proposal = trial.user_attrs.get(Key.PROPOSAL)
+    number = proposal.get("resumes") if isinstance(proposal, dict) else None
+    return int(number) if isinstance(number, int) else None
+
+
+def fetch_paused_state(study: Study, paused: FrozenTrial, cfg: StudyConfig, for_trial: int) -> str | None:
+    """Copy a paused trial's training state from the artifact store to a staging file for the worker that
+    resumes it (the driver removes it when that trial ends); None when the state is not there."""
+    artifact = paused_state_artifact(study, paused)
+    if artifact is None:
+        return None
+    path = staging_dir(cfg) / f"{cfg.name}-{for_trial}-resumes-{paused.number}-{uuid.uuid4().hex[:8]}" / STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        optuna.artifacts.download_artifact(artifact_store=artifact_store(cfg), artifact_id=artifact,
+                                           file_path=str(path))
+    except (OSError, ArtifactNotFound):
+        discard_staged(path)
+        return None
+    return str(path)
+
+
+def paused_state_artifact(study: Study, t: FrozenTrial) -> str | None:
+    """The artifact id of a paused trial's training state."""
+    metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+    return next((m.artifact_id for m in reversed(metas) if m.filename == STATE_FILE), None)
 
 
 def discard_staged(staged: str | Path) -> None:
@@ -330,7 +403,8 @@ def explain(t: FrozenTrial) -> str:
     if s == "pruned":
         acc = a.get(Key.ACCURACY)
         then = f" (accuracy {acc:.4g} then)" if isinstance(acc, (int, float)) else ""
-        return f"pruned after {done} of {most} epochs{then}: never trained for the full budget"
+        kept = " (paused: a later trial may resume it)" if a.get(Key.PAUSED) else ""
+        return f"pruned after {done} of {most} epochs{then}{kept}: never trained for the full budget"
     if s == "infeasible":
         return f"infeasible, never trained: {a.get(Key.INFEASIBLE, 'it violates a constraint')}"
     if s == "duplicate":

@@ -19,8 +19,10 @@ Choices worth knowing (the shared pieces live in training/common.py):
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -33,8 +35,9 @@ from sksearch.models import build_model
 from sksearch.spec import ArchSpec
 from sksearch.training import common
 from sksearch.training.common import (amp_dtype, autocast, evaluate, grad_scaler, make_schedule,
-                                      mark_step, memory_format, pick_device, reset_compiler, setup_backend, sgd_step, sync,
-                                      trial_milestones, warmup_steps_for)
+                                      load_checkpoint, mark_step, memory_format, pick_device, reset_compiler,
+                                      save_checkpoint, setup_backend, sgd_step, sync, trial_milestones,
+                                      warmup_steps_for)
 
 CHECK_EVERY_CUDA = 25  # steps between non-finite-loss checks on an accelerator (each check syncs)
 
@@ -48,6 +51,9 @@ class EpochResult:
     seconds: float             # the whole epoch, evaluation and compiling included
     compile_seconds: float = 0.0  # the compiling steps of this epoch (epoch 1 with recipe.compile)
     model: nn.Module | None = field(default=None, repr=False, compare=False)  # the network, for on_epoch to save
+    # Writes the whole training state after this epoch (weights, optimizer, schedule, loss scaler) to a path,
+    # for train_trial(resume_from=...) to continue exactly where it stopped (a paused trial).
+    save_state: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -81,11 +87,14 @@ def trial_schedule(optimizer: torch.optim.Optimizer, recipe: TrainConfig,
 
 def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs: int | None = None,
                 device: torch.device | None = None, dtype: torch.dtype | None | str = "auto",
-                on_epoch: Callable[[EpochResult], None] | None = None) -> TrainResult:
+                on_epoch: Callable[[EpochResult], None] | None = None,
+                resume_from: str | Path | None = None) -> TrainResult:
     """Train spec's network on data.train for `epochs` (default recipe.epochs) epochs of recipe's schedule,
     evaluating on data.val after each and passing the result to on_epoch (whose exceptions propagate: Ray
     Tune stops a trial that way). dtype: the autocast dtype; "auto" picks it from recipe.amp and the device
-    (tests pass torch.bfloat16 to run CPU autocast)."""
+    (tests pass torch.bfloat16 to run CPU autocast). resume_from: a state an EpochResult.save_state wrote;
+    training goes on from the epoch after it (the data order is pinned per epoch, so on the CPU the curve is
+    the one an uninterrupted run gives); the history holds the new epochs only."""
     device = device or pick_device()
     epochs = recipe.epochs if epochs is None else epochs
     steps_per_epoch = len(data.train)  # type: ignore[arg-type]
@@ -108,12 +117,17 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
     step_fn = common.compile_model(model, mode)
     check_every = CHECK_EVERY_CUDA if device.type != "cpu" else 1
     warmup_left = warmup_steps_for(mode)
+    done = _restore_state(resume_from, model, optimizer, scheduler, scaler) if resume_from is not None else 0
+
+    def save_state(path: Path, epoch: int) -> None:
+        save_checkpoint(path, model, optimizer, epoch,
+                        extra={"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()})
 
     history: list[EpochResult] = []
     train_images = 0
     loop_seconds = compile_total = 0.0
     start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         epoch_start = time.perf_counter()
         if hasattr(data.train, "set_epoch"):
             data.train.set_epoch(epoch - 1)  # type: ignore[union-attr]
@@ -150,7 +164,7 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
         result = EpochResult(epoch=epoch, train_loss=losses.mean().item(), val_accuracy=val_acc,
                              images_per_second=seen / t_train if t_train > 0 and seen else 0.0,
                              seconds=time.perf_counter() - epoch_start, compile_seconds=compile_seconds,
-                             model=model)
+                             model=model, save_state=functools.partial(save_state, epoch=epoch))
         history.append(result)
         if on_epoch is not None:
             on_epoch(result)
@@ -158,6 +172,19 @@ def train_trial(spec: ArchSpec, data: DataBundle, recipe: TrainConfig, *, epochs
                        history=history, train_seconds=time.perf_counter() - start,
                        images_per_second=train_images / loop_seconds if loop_seconds > 0 else 0.0,
                        compile_seconds=compile_total, model=model)
+
+
+def _restore_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler) -> int:
+    """Load a paused trial's training state in place; the epochs it had trained."""
+    got = load_checkpoint(path, model, optimizer)
+    extra = got["extra"]
+    if not isinstance(extra.get("scheduler"), dict):
+        raise UserError(f"{path} holds no lr schedule state: not a paused trial's training state")
+    scheduler.load_state_dict(extra["scheduler"])
+    if extra.get("scaler"):
+        scaler.load_state_dict(extra["scaler"])
+    return int(got["epoch"])
 
 
 def _check_finite(losses: Tensor, lo: int, hi: int, epoch: int) -> None:

@@ -31,9 +31,9 @@ def _setup(tmp_path, **kw):
     return cfg, space, study
 
 
-def _train(study, cfg, space, params: dict, history: list[float]) -> optuna.Trial:
+def _train(study, cfg, space, params: dict, history: list[float], *, paused: bool = False) -> optuna.Trial:
     """A trial as the driver writes it: sampled, recorded, its epochs, its end (PRUNED when the history
-    is shorter than the budget)."""
+    is shorter than the budget; paused: its training state kept, tune.scheduler.pause)."""
     study.enqueue_trial(params)
     trial = study.ask()
     feas = sample_feasibility(space, trial, cfg)
@@ -43,6 +43,8 @@ def _train(study, cfg, space, params: dict, history: list[float]) -> optuna.Tria
     for epoch in range(1, len(history) + 1):
         st.record_epoch(study._storage, trial._trial_id, epoch=epoch, accuracy=history[epoch - 1],
                         history=history[:epoch])
+    if paused:
+        st.mark_paused(trial)
     st.record_end(study, trial, cfg, epochs_done=len(history), max_epochs=EPOCHS, accuracy=history[-1],
                   params=feas.params, macs=feas.macs, error=None, latency_ms=feas.latency)
     return trial
@@ -89,13 +91,8 @@ def test_random_until_the_model_has_data_then_never_a_trained_or_infeasible_netw
 
 
 def test_a_space_whose_networks_are_all_trained_gets_no_proposal(tmp_path):
-    # A two-network space (r builds nothing without attention): once both are trained the pool is empty.
-    space_file = tmp_path / "two.yaml"
-    space_file.write_text("base:\n  backbone: resnext_cifar\n  depths: [1, 1, 1]\n  widths: [16, 32, 64]\n"
-                          "  out_channels: [32, 64, 128]\n  stem_channels: 16\n"
-                          "  sk: {G: 8, r: 8, L: 16, attention: sum, branches: [{kernel: 3}]}\n"
-                          "search:\n  sk.G: {choices: [4, 8]}\n  sk.r: {choices: [4, 8]}\n")
-    cfg, space, study = _setup(tmp_path, search_space=str(space_file))
+    # A two-network space: once both are trained the pool is empty.
+    cfg, space, study = _setup(tmp_path, search_space=str(_two_network_space(tmp_path)))
     proposer = FrontGainProposer(cfg, space, n_startup=1)
     nets = _networks(cfg, 2)
     assert len(_networks(cfg, 3)) == 2
@@ -105,6 +102,38 @@ def test_a_space_whose_networks_are_all_trained_gets_no_proposal(tmp_path):
     assert _proposed_feasibility(cfg, space, proposal).spec.identity() == nets[1][1].spec.identity()
     _train(study, cfg, space, nets[1][0], _curve(nets[1][1], 0.5))
     assert proposer.propose(study) is None
+
+
+def _two_network_space(tmp_path):
+    # r builds nothing without attention: two networks (G 4 and G 8).
+    space_file = tmp_path / "two.yaml"
+    space_file.write_text("base:\n  backbone: resnext_cifar\n  depths: [1, 1, 1]\n  widths: [16, 32, 64]\n"
+                          "  out_channels: [32, 64, 128]\n  stem_channels: 16\n"
+                          "  sk: {G: 8, r: 8, L: 16, attention: sum, branches: [{kernel: 3}]}\n"
+                          "search:\n  sk.G: {choices: [4, 8]}\n  sk.r: {choices: [4, 8]}\n")
+    return space_file
+
+
+def test_a_paused_trial_is_proposed_for_resuming_until_a_continuation_takes_it(tmp_path):
+    cfg, space, study = _setup(tmp_path, search_space=str(_two_network_space(tmp_path)))
+    proposer = FrontGainProposer(cfg, space, n_startup=1)
+    (a, fa), (b, fb) = _networks(cfg, 2)
+    _train(study, cfg, space, a, _curve(fa, 0.4))
+    stopped = _train(study, cfg, space, b, [0.2], paused=False)
+    assert proposer.propose(study) is None  # pruned without its state: nothing can resume it, the pool is empty
+    paused = _train(study, cfg, space, b, [0.25], paused=True)
+    proposal = proposer.propose(study)
+    assert proposal is not None and proposal.resume == paused.number != stopped.number
+    assert proposal.summary()["resumes"] == paused.number
+    assert _proposed_feasibility(cfg, space, proposal).spec.identity() == fb.spec.identity()
+    # A continuation running (or ended) takes it; one that was interrupted gives it back.
+    study.enqueue_trial(proposal.params)
+    continuation = study.ask()
+    st.record_continuation(continuation, study.trials[paused.number])
+    assert continuation.user_attrs[st.Key.ACCURACY_HISTORY] == [0.25]
+    assert proposer.propose(study) is None
+    study.tell(continuation, state=optuna.trial.TrialState.FAIL)  # no error: interrupted (its driver died)
+    assert proposer.propose(study).resume == paused.number
 
 
 def test_what_only_pruned_trials_measured_changes_the_proposal(tmp_path):

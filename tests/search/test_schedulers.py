@@ -12,6 +12,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from sksearch.config import StudyConfig
 from sksearch.results.pareto import _peel_fronts
+from sksearch.search.protocol import RESUMED_AT
 from sksearch.search.schedulers import (
     ParetoASHA,
     _as_losses,
@@ -151,6 +152,29 @@ def test_complete_records_and_save_restore_round_trip(tmp_path):
     other.on_trial_add(None, probe)
     assert other._brackets[0].rungs == pasha._brackets[0].rungs
     assert other.on_trial_result(None, probe, _result(1, 0.50, 2e9)) == STOP  # a fresh one would let it on
+
+
+def test_a_continuation_is_judged_only_at_the_rungs_after_where_it_paused():
+    pasha = ParetoASHA(grace_period=1, reduction_factor=3, max_t=9)
+    _feed(pasha, ROWS)  # rung 1 holds five trials; (0.2, 2e9) was stopped there
+    again = _trial(20)
+    pasha.on_trial_add(None, again)
+    resumed = lambda e, acc: {**_result(e, acc, 2e9), RESUMED_AT: 1}  # noqa: E731
+    assert pasha.on_trial_result(None, again, resumed(2, 0.2)) == CONTINUE  # rung 1 is behind it
+    assert "t20" not in pasha._brackets[0].rungs[-1][1]
+    assert pasha.on_trial_result(None, again, resumed(3, 0.9)) == CONTINUE  # rung 3: judged, and the best
+    assert "t20" in pasha._brackets[0].rungs[0][1]
+    fresh = _trial(21)
+    pasha.on_trial_add(None, fresh)
+    assert pasha.on_trial_result(None, fresh, _result(2, 0.2, 2e9)) == STOP  # without it: rung 1 cuts it
+
+
+def test_rung_epochs_are_where_the_scheduler_judges():
+    sched = StudyConfig.model_validate({"name": "s", "search_space": "space.yaml", "train": {"epochs": 9},
+                                        "tune": {"scheduler": {"type": "pareto_asha", "reduction_factor": 2.5}}})
+    assert sched.tune.scheduler.rung_epochs(9) == [1, 3, 7]  # 1, 2.5, 6.25: judged at the first epoch past each
+    made = ParetoASHA(grace_period=1, reduction_factor=2.5, max_t=9)
+    assert sorted(m for m, _ in made._brackets[0].rungs) == [1, 2.5, 6.25]
 
 
 def test_search_properties_and_make_scheduler():

@@ -56,6 +56,28 @@ def test_seeded_runs_repeat_exactly_on_cpu():
     assert strip(tiny_run(seed=8)) != strip(a)
 
 
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_a_paused_run_resumed_from_its_state_repeats_the_uninterrupted_curve(tmp_path, schedule):
+    """tune.scheduler.pause: a trial stopped at epoch 1 and resumed later trains epochs 2-3 exactly as a run that
+    never stopped (weights, momentum, the per-step lr schedule and the warm-up all restored)."""
+    data = make_data(DatasetConfig(name="synthetic", train_size=256, test_size=40), batch_size=32, device=CPU)
+    recipe = TrainConfig(epochs=3, batch_size=32, schedule=schedule, warmup_epochs=1.5, seed=3)
+    strip = lambda h: [(e.epoch, e.train_loss, e.val_accuracy) for e in h]  # noqa: E731 (timings differ)
+    whole = train_trial(small_sk((4, 8, 8)), data, recipe, device=CPU).history
+
+    def pause_after_one(r: EpochResult) -> None:
+        r.save_state(tmp_path / "state.pt")
+        raise KeyboardInterrupt  # the scheduler's stop, as Ray delivers it: an exception from the report
+
+    with pytest.raises(KeyboardInterrupt):
+        train_trial(small_sk((4, 8, 8)), data, recipe, device=CPU, on_epoch=pause_after_one)
+    rest = train_trial(small_sk((4, 8, 8)), data, recipe, device=CPU, resume_from=tmp_path / "state.pt").history
+    assert strip(rest) == strip(whole)[1:]
+    with pytest.raises(UserError, match="no lr schedule state"):  # a plain checkpoint is not a training state
+        save_checkpoint(tmp_path / "plain.pt", build_model(small_sk((4, 8, 8))), None, 1)
+        train_trial(small_sk((4, 8, 8)), data, recipe, device=CPU, resume_from=tmp_path / "plain.pt")
+
+
 def test_nan_loss_raises_training_diverged():
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step \d+"):
         tiny_run(lr=1e6, momentum=0.9)

@@ -101,7 +101,8 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
     while both nodes train: its trial is recorded FAIL with error_kind node_lost, not counted toward
     max_failures (0 here), and replaced; the study ends with exactly n_trials on the head node."""
     with two_node_cluster() as (address, worker):
-        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=2, dataset=LONG_TRIALS)
+        # Two epochs: the kill lands in the second (a trial's node is recorded with its first).
+        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=2, dataset=LONG_TRIALS)
         data = yaml.safe_load(path.read_text())
         data["tune"]["max_failures"] = 0  # a lost node is no failure of the trial's
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -112,7 +113,7 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
         assert len(lost) == 1 and lost[0].user_attrs["error_kind"] == "node_lost", \
             [(t.number, t.user_attrs.get("error")) for t in lost]
         trials = counted(study)
-        assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         assert "Traceback" not in log.read_text()
 
 
@@ -120,7 +121,7 @@ def test_when_no_node_left_can_hold_a_trial_one_line_says_so(tmp_path):
     """Only the worker has CPUs (the head has none); it dies mid-trial: no node can hold a trial any more,
     so the run stops with one line and exit 1 instead of Ray waiting for ever; the trial is node_lost."""
     with two_node_cluster(head_cpus=0) as (address, worker):
-        path = write_study(tmp_path, n_trials=3, epochs=3, concurrent=1, dataset=LONG_TRIALS)
+        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=1, dataset=LONG_TRIALS)
         log = tmp_path / "driver.log"
         assert _kill_worker_mid_trial(path, address, worker, log, nodes=1) == 1, log.read_text()[-3000:]
         out = log.read_text()

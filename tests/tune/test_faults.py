@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sksearch.storage.ledger import FAULT_EXIT
 
+from tests.ray_nodes import use_local_ray
 from tests.tune.helpers import REPO, counted, load, load_if_created, run_cli, wait_for, write_study
 
 
@@ -56,11 +57,13 @@ def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
 
 
-def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(tmp_path, local_ray):
+def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(tmp_path, monkeypatch):
     # A local Ray of the driver's own, as a user's first run (the other tests join the suite's shared head).
     # Trial 0's process dies outright (as an OOM kill would); trial 1 diverges; max_failures 1 then stops.
     path = write_study(tmp_path, n_trials=6, epochs=1, concurrent=1)
     path.write_text(path.read_text().replace("max_failures: 3", "max_failures: 1"))
+    shared = {k: os.environ[k] for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN") if k in os.environ}
+    use_local_ray(monkeypatch)
     run = run_cli([str(path)], env={"SKSEARCH_INJECT_FAULT": "0:exit,1:nan"})
     assert run.returncode == 1, run.stdout + run.stderr
     # The study stops when failures EXCEED max_failures: trial 0's failure alone (1 of 1) did not stop it.
@@ -70,8 +73,9 @@ def test_crashed_process_and_nan_are_failures_and_max_failures_stops_the_study(t
     assert by_number[0].state == TrialState.FAIL and by_number[0].user_attrs["error"]
     assert by_number[1].state == TrialState.FAIL and "nan" in by_number[1].user_attrs["error"].lower()
     assert len(counted(study)) == 2  # it stopped instead of training the rest
-    # max_failures applies to the current run: a rerun starts from zero instead of stopping at once.
-    rerun = run_cli([str(path), "--n-trials", "3"])
+    # max_failures applies to the current run: a rerun starts from zero instead of stopping at once (on the
+    # suite's shared head where there is one: what it checks is not where Ray runs).
+    rerun = run_cli([str(path), "--n-trials", "3"], env=shared)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert len(counted(load(path))) == 3
 
