@@ -93,8 +93,11 @@ def pytest_configure(config: pytest.Config) -> None:
     every study a local Ray of its own, as a user's first run has (tests/tune/test_faults.py checks that path too,
     in a subprocess driver: in Ray 2.x a process that ran a local Ray cannot run actors on another cluster
     afterwards, so no in-process test starts one)."""
-    if hasattr(config, "workerinput") or os.environ.get("RAY_ADDRESS") \
-            or os.environ.get("SKSEARCH_TEST_RAY", "shared") == "local" or "not slow" in (config.option.markexpr or ""):
+    mode = os.environ.get("SKSEARCH_TEST_RAY", "shared")
+    if mode not in ("shared", "local"):
+        raise pytest.UsageError(f"SKSEARCH_TEST_RAY={mode!r}: use shared (the default) or local")
+    if hasattr(config, "workerinput") or os.environ.get("RAY_ADDRESS") or mode == "local" \
+            or "not slow" in (config.option.markexpr or "") or config.option.collectonly:
         return
     stack = contextlib.ExitStack()
     _, join = stack.enter_context(ray_head(num_cpus=8))

@@ -12,6 +12,10 @@ accuracy over the table's seeds (the best estimate of what that spec is worth), 
 for a lucky seed and the table's true front (every spec, mean final accuracy) bounds every method's.
 Ray's stock OptunaSearch is scored on the front its own study reports (study.best_trials), where early-
 stopped trials sit at the partial accuracy they were told with.
+
+Paused trials ("ehvi + Pareto-ASHA, paused", tune.scheduler.pause): a trial the scheduler stops is marked
+paused (records.mark_paused), and when the product's proposer chooses to resume it, the replay continues the
+same row's same curve from the epoch after its stop (a Continuation), counting only the new epochs.
 """
 from __future__ import annotations
 
