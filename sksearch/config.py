@@ -10,7 +10,6 @@ cached: the class list is read once.
 """
 from __future__ import annotations
 
-import math
 
 import os
 from pathlib import Path
@@ -224,16 +223,6 @@ class SchedulerConfig(_Block):
     pause: bool = Field(False, description="pareto_asha with the ehvi sampler: a trial a rung stops keeps its "
                                            "training state, and the sampler resumes it when that promises more "
                                            "front than a new spec.")
-
-    def rung_epochs(self, max_epochs: int) -> list[int]:
-        """The epochs at which a trial is judged (grace_period x rf^k below max_epochs); none for fifo."""
-        if self.type == "fifo":
-            return []
-        out, k = [], 0
-        while self.grace_period * self.reduction_factor ** k < max_epochs:
-            out.append(math.ceil(round(self.grace_period * self.reduction_factor ** k, 9)))
-            k += 1
-        return out
 
 
 class SamplerConfig(_Block):

@@ -117,6 +117,26 @@ def pareto_promotable(rung: list[Point], candidate: Point, reduction_factor: flo
 
 # -- the Ray Tune scheduler ---------------------------------------------------------------------------------
 
+def rung_milestones(min_t: float, max_t: float, reduction_factor: float, s: int = 0) -> list[float]:
+    """A bracket's rungs, lowest first: min_t x rf^k for k >= s, below max_t (at max_t a trial is finished,
+    so a rung there would decide nothing)."""
+    milestones = []
+    k = s
+    while min_t * reduction_factor**k < max_t:
+        milestones.append(min_t * reduction_factor**k)
+        k += 1
+    return milestones
+
+
+def rung_epochs(cfg: StudyConfig) -> list[int]:
+    """The epochs at which a study's trials are judged (a trial is judged at the first epoch past each rung):
+    where tune.scheduler.pause has workers stage their training state. None for fifo."""
+    s = cfg.tune.scheduler
+    if s.type == "fifo":
+        return []
+    return [math.ceil(round(m, 9)) for m in rung_milestones(s.grace_period, cfg.max_epochs(), s.reduction_factor)]
+
+
 class _ParetoBracket:
     """One bracket: rungs (highest first) mapping trial id -> (reward, cost) recorded there."""
 
@@ -124,12 +144,7 @@ class _ParetoBracket:
                  keep_most_accurate: bool = True) -> None:
         self.rf = reduction_factor
         self.keep_most_accurate = keep_most_accurate
-        milestones = []
-        k = s
-        # Only rungs below max_t: at max_t a trial is finished, so a rung there would decide nothing.
-        while min_t * reduction_factor**k < max_t:
-            milestones.append(min_t * reduction_factor**k)
-            k += 1
+        milestones = rung_milestones(min_t, max_t, reduction_factor, s)
         self.rungs: list[tuple[float, dict[str, Point]]] = [(m, {}) for m in reversed(milestones)]
 
     def on_result(self, trial_id: str, cur_iter: float, reward: float, cost: float, resumed_at: float = 0) -> str:
@@ -199,10 +214,11 @@ class ParetoASHA(FIFOScheduler):
         idx = int(np.random.choice(len(self._brackets), p=probs / probs.sum()))
         self._trial_info[trial.trial_id] = self._brackets[idx]
 
-    def _read(self, result: dict) -> tuple[float, float, float] | None:
+    def _read(self, result: dict) -> tuple[float, float, float, float] | None:
+        """(time, signed metric, cost, the epoch a continuation resumed from or 0), or None when one is missing."""
         try:
             return (float(result[self._time_attr]), self._sign * float(result[self._metric]),
-                    float(result[self._cost_attr]))
+                    float(result[self._cost_attr]), float(result.get(RESUMED_AT) or 0))
         except (KeyError, TypeError, ValueError):
             if not self._warned_missing:
                 logger.warning("ParetoASHA: result lacks %r, %r or %r; no decision taken",
@@ -214,13 +230,13 @@ class ParetoASHA(FIFOScheduler):
         read = self._read(result)
         if read is None:
             return TrialScheduler.CONTINUE
-        t, reward, cost = read
+        t, reward, cost, resumed_at = read
         if t >= self._max_t:
             return TrialScheduler.STOP
         bracket = self._trial_info.get(trial.trial_id)
         if bracket is None:  # a trial the scheduler was never told about: leave it alone
             return TrialScheduler.CONTINUE
-        action = bracket.on_result(trial.trial_id, t, reward, cost, float(result.get(RESUMED_AT) or 0))
+        action = bracket.on_result(trial.trial_id, t, reward, cost, resumed_at)
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
@@ -229,7 +245,7 @@ class ParetoASHA(FIFOScheduler):
         bracket = self._trial_info.pop(trial.trial_id, None)
         read = self._read(result) if result else None
         if bracket is not None and read is not None:
-            bracket.on_result(trial.trial_id, *read, float(result.get(RESUMED_AT) or 0))
+            bracket.on_result(trial.trial_id, *read)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         self._trial_info.pop(trial.trial_id, None)

@@ -23,6 +23,7 @@ from sksearch.results.pareto import front_trials
 from sksearch.search import protocol
 from sksearch.search.feasibility import sample_feasibility
 from sksearch.search.proposals import FrontGainProposer
+from sksearch.search.schedulers import rung_epochs
 from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 
@@ -89,8 +90,7 @@ class StudySearcher(Searcher):
         self.ledger = Ledger(study, storage, n_trials, not_a_failure=st.is_not_its_fault)
         self.run_id = self.ledger.run_id  # tags the trials this driver ran (timing, max_failures per run)
         # tune.scheduler.pause: the rung epochs at which workers stage their training state.
-        sched = cfg.tune.scheduler
-        self.pause_at = sched.rung_epochs(self.max_epochs) if sched.pause else []
+        self.pause_at = rung_epochs(cfg) if cfg.tune.scheduler.pause else []
         # What each trial's latency_ms was predicted on (None when the study does not use latency).
         target = cfg.latency_target()
         self.latency_target = None

@@ -293,8 +293,7 @@ def fetch_paused_state(study: Study, paused: FrozenTrial, cfg: StudyConfig, for_
 
 def paused_state_artifact(study: Study, t: FrozenTrial) -> str | None:
     """The artifact id of a paused trial's training state."""
-    metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
-    return next((m.artifact_id for m in reversed(metas) if m.filename == STATE_FILE), None)
+    return _artifact_named(study, t, STATE_FILE)
 
 
 def discard_staged(staged: str | Path) -> None:
@@ -308,8 +307,12 @@ def discard_staged(staged: str | Path) -> None:
 
 def weights_artifact(study: Study, t: FrozenTrial) -> str | None:
     """The artifact id of the trial's kept weights, or None when it kept none."""
+    return _artifact_named(study, t, WEIGHTS_FILE)
+
+
+def _artifact_named(study: Study, t: FrozenTrial, filename: str) -> str | None:
     metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)  # a FrozenTrial needs the storage
-    return next((m.artifact_id for m in reversed(metas) if m.filename == WEIGHTS_FILE), None)
+    return next((m.artifact_id for m in reversed(metas) if m.filename == filename), None)
 
 
 def trials_with_weights(study: Study, trials: Sequence[FrozenTrial]) -> list[int]:

@@ -20,6 +20,7 @@ from sksearch.search.schedulers import (
     nondomination_ranks,
     pareto_promotable,
     promotion_quota,
+    rung_epochs,
 )
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -170,9 +171,9 @@ def test_a_continuation_is_judged_only_at_the_rungs_after_where_it_paused():
 
 
 def test_rung_epochs_are_where_the_scheduler_judges():
-    sched = StudyConfig.model_validate({"name": "s", "search_space": "space.yaml", "train": {"epochs": 9},
-                                        "tune": {"scheduler": {"type": "pareto_asha", "reduction_factor": 2.5}}})
-    assert sched.tune.scheduler.rung_epochs(9) == [1, 3, 7]  # 1, 2.5, 6.25: judged at the first epoch past each
+    cfg = StudyConfig.model_validate({"name": "s", "search_space": "space.yaml", "train": {"epochs": 9},
+                                      "tune": {"scheduler": {"type": "pareto_asha", "reduction_factor": 2.5}}})
+    assert rung_epochs(cfg) == [1, 3, 7]  # 1, 2.5, 6.25: judged at the first epoch past each
     made = ParetoASHA(grace_period=1, reduction_factor=2.5, max_t=9)
     assert sorted(m for m, _ in made._brackets[0].rungs) == [1, 2.5, 6.25]
 
