@@ -159,19 +159,20 @@ def _spec_sampler(table: SKTable) -> Any:
 
 
 class SksearchSampler:
-    """sksearch's own searcher, as StudySearcher drives it, with one of make_sampler's samplers (TPE:
-    multivariate, grouped, constant liar; Optuna's GPSampler; ehvi: the FrontGainProposer's proposal
-    enqueued, as StudySearcher._enqueue_proposal does). Infeasible samples are told with their constraint
-    values and resampled; the row that answers a proposal is recorded as the trial's spec and costs
-    (records.record_sampled), its curve epoch by epoch (record_epoch), its end COMPLETE at max_t, else PRUNED
-    (record_end): the study the proposer reads is the one a real driver writes."""
+    """sksearch's own searcher with one of make_sampler's samplers (TPE: multivariate, grouped, constant liar;
+    Optuna's GPSampler; ehvi: the FrontGainProposer's proposal enqueued): every trial comes from the product's
+    ProposalStep, as in StudySearcher (infeasible samples recorded with their constraint values and drawn
+    again; a trained network's twin recorded as its duplicate, no budget). The row that answers a proposal
+    (the nearest untried one) is then recorded as the trial's spec and costs, its curve epoch by epoch
+    (record_epoch), its end COMPLETE at max_t, else PRUNED (record_end): the study the sampler reads is the
+    one a real driver writes, with the table's networks in it."""
 
     def __init__(self, table: SKTable, order: int, workers: int, sampler: Any, kind: str = "tpe",
                  pause: bool = False) -> None:
         import optuna
 
-        from sksearch.search.proposals import FrontGainProposer
         from sksearch.search.samplers import make_sampler
+        from sksearch.search.step import ProposalStep
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.name = kind
@@ -180,7 +181,8 @@ class SksearchSampler:
             "max_concurrent": workers, "sampler": sampler.cfg.tune.sampler.model_copy(update={"type": kind, "seed": order})})
         self.cfg = sampler.cfg.model_copy(update={"tune": tune})
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(self.cfg))
-        self.proposer = FrontGainProposer(self.cfg, sampler.space) if kind == "ehvi" else None
+        self.step = ProposalStep(self.cfg, sampler.space, self.study,
+                                 check=lambda trial: sampler.check(sampler.space.sample(trial)))
         self.picker = RowPicker(table, np.random.default_rng([order, 2]))
         self.live: dict[int, Any] = {}
         self.pause = pause   # tune.scheduler.pause: a trial the scheduler stops is paused, and may be resumed
@@ -188,41 +190,33 @@ class SksearchSampler:
         self.index_of: dict[int, int] = {}  # optuna trial number -> replay index
 
     def suggest(self, index: int) -> int | Continuation | None:
+        import optuna
+
+        from sksearch.search.step import NothingLeft
         from sksearch.storage import records as st
 
         trials = self.study.get_trials(deepcopy=False)
         if not self.picker.untried and not (self.pause and st.paused_trials(trials)):
             return None
         # Once every row was tried, the table (this replay's space) holds only paused trials to resume.
-        proposal = (self.proposer.propose(self.study, new_specs=bool(self.picker.untried))
-                    if self.proposer is not None else None)
-        if proposal is not None:
-            self.study.enqueue_trial(proposal.params)
-        if proposal is not None and proposal.resume is not None:
-            paused = trials[proposal.resume]
-            trial = self.study.ask()
-            st.set_constraints(trial, self.s.check(self.s.space.sample(trial)).constraints)
-            r = self.table.rows[self.row_of[paused.number]]
-            st.record_sampled(trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
-            st.record_continuation(trial, paused)
-            self.live[index] = trial
-            self.row_of[trial.number], self.index_of[trial.number] = self.row_of[paused.number], index
-            return Continuation(self.row_of[paused.number], st.epochs_done(paused), self.index_of[paused.number])
-        if not self.picker.untried:
+        got = self.step.next(new_specs=bool(self.picker.untried))
+        if isinstance(got, NothingLeft):
             return None
-        for _ in range(500):
-            trial = self.study.ask()
-            feas = self.s.check(self.s.space.sample(trial))
-            st.set_constraints(trial, feas.constraints)
-            if feas.feasible:
-                self.live[index] = trial
-                row = self.picker.take_nearest(feas.spec.to_dict())
-                r = self.table.rows[row]
-                st.record_sampled(trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
-                self.row_of[trial.number], self.index_of[trial.number] = row, index
-                return row
-            st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params, feas.macs)
-        raise RuntimeError("500 infeasible samples in a row")
+        if got.resume is not None:
+            paused = trials[got.resume]
+            row = self.row_of[paused.number]
+            st.record_continuation(got.trial, paused)
+            answer: int | Continuation = Continuation(row, st.epochs_done(paused), self.index_of[paused.number])
+        elif self.picker.untried:
+            row = answer = self.picker.take_nearest(got.feas.spec.to_dict())
+        else:  # no row left to answer a new spec with
+            self.study.tell(got.trial, state=optuna.trial.TrialState.FAIL)
+            return None
+        r = self.table.rows[row]
+        st.record_sampled(got.trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
+        self.live[index] = got.trial
+        self.row_of[got.trial.number], self.index_of[got.trial.number] = row, index
+        return answer
 
     def complete(self, index: int, row: int, epochs: int, result: dict) -> None:
         from sksearch.storage import records as st

@@ -21,15 +21,9 @@ from sksearch.storage.ledger import Ledger, counts_toward_budget
 from sksearch.config import StudyConfig
 from sksearch.results.pareto import front_trials
 from sksearch.search import protocol
-from sksearch.search.feasibility import sample_feasibility
-from sksearch.search.proposals import FrontGainProposer
 from sksearch.search.schedulers import rung_epochs
 from sksearch.search.space import SearchSpace
-from sksearch.spec import ArchSpec
-
-MAX_SKIPPED_IN_A_ROW = 500  # infeasible samples in a row before the searcher gives up
-MAX_REPEATS_IN_A_ROW = 50   # already-trained samples in a row: the sampler has nothing new to offer
-
+from sksearch.search.step import NothingLeft, ProposalStep
 
 @dataclass
 class LiveTrial:
@@ -81,9 +75,6 @@ class StudySearcher(Searcher):
         # `run --confirm K`: retrain the front K more times with other seeds instead of searching.
         self.confirm = confirm
         self._tried: set[tuple[int, int]] = set()
-        self._identities: dict[int, str | None] = {}
-        # tune.sampler.type ehvi: each slot's spec is proposed by its expected front gain and enqueued.
-        self.proposer = FrontGainProposer(cfg, space) if cfg.tune.sampler.type == "ehvi" else None
         # The shared budget: claims, heartbeats, stale trials of dead drivers (storage/ledger.py). A trial
         # that ran out of device memory or lost its node is recorded FAIL but does not count toward
         # tune.max_failures.
@@ -98,6 +89,10 @@ class StudySearcher(Searcher):
             from sksearch.latency import table_for
 
             self.latency_target = table_for(target).target.to_dict()
+        # The step from a free slot to a trial worth training (shared with the replay of bench/schedulers).
+        self.step = ProposalStep(cfg, space, study, ask=self.ledger.ask,
+                                 finishing=lambda trial_id: self.ledger.finish(trial_id, trained=False),
+                                 latency_target=self.latency_target, on_event=self.on_event)
 
     def close(self) -> None:
         """Stop beating; trials still live here (Ctrl-C, a crash) are failed so a rerun replaces them at once
@@ -137,64 +132,33 @@ class StudySearcher(Searcher):
             if any(counts_toward_budget(t) for t in done):
                 self.exhausted = "the space holds one spec (base only), and it is trained"
                 return Searcher.FINISHED
-        duplicates = 0
-        for _ in range(MAX_SKIPPED_IN_A_ROW):
-            self._enqueue_proposal()
-            trial = self.ledger.ask()
-            feas = sample_feasibility(self.space, trial, self.cfg)
-            spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
-            label = feas.spec.sk.label() if feas.spec is not None else "invalid"
-            # Known before the constraints are set (Optuna keeps the first value): a repeated spec's copy
-            # violates the `repeated` constraint, which keeps it off study.best_trials.
-            twin = self._trained_twin(feas.spec) if feas.feasible else None
-            st.set_constraints(trial, feas.constraints, repeated=twin is not None)
-            st.record_sampled(trial, spec_dict, label, feas.params, feas.macs,
-                              feas.select_macs, self.max_epochs, latency_ms=feas.latency,
-                              latency_target=self.latency_target)
-            if not feas.feasible:
-                with self.ledger.finish(trial._trial_id, trained=False):
-                    st.record_infeasible(self.study, trial, self.cfg, feas.reason or "infeasible", feas.params,
-                                         feas.macs, feas.latency)
-                self.on_event(protocol.Infeasible(trial.number, label, feas.reason or "infeasible"))
-                if self.space.fixed:  # a baseline: every sample is this same spec
-                    self.stop_reason = f"the space's one spec (base only) is infeasible: {feas.reason}"
-                    return Searcher.FINISHED
-                continue
-            if twin is not None:
-                with self.ledger.finish(trial._trial_id, trained=False):
-                    st.record_duplicate(self.study, trial, twin)
-                duplicates += 1
-                self.on_event(protocol.Repeated(trial.number, label, twin.number))
-                if duplicates >= MAX_REPEATS_IN_A_ROW:
-                    break
-                continue
-            live = LiveTrial(trial, label, int(feas.params or 0), int(feas.macs or 0), feas.latency)
-            resume = self._continue(trial, live)
-            if not self.ledger.claim(trial):
-                if live.resume_file:
-                    st.discard_staged(live.resume_file)
-                return None  # another driver took the last slot between our count and our claim
-            with self._lock:
-                self.live[trial_id] = live
-            self.on_event(protocol.Started(trial.number, live.label, int(feas.params or 0), int(feas.macs or 0)))
-            return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
-                                              self.max_epochs, seed=self.cfg.train.seed, latency=feas.latency,
-                                              resume=resume, pause_at=self.pause_at))
-        if duplicates >= MAX_REPEATS_IN_A_ROW:
-            # Nothing new to train: a small space is used up. That ends the study normally.
-            self.exhausted = (f"the sampler proposed {duplicates} specs in a row that were already trained: "
-                              "the search space looks exhausted")
-        else:
-            self.stop_reason = (f"{MAX_SKIPPED_IN_A_ROW} sampled specs in a row were infeasible: the constraints "
-                                "(or the space) leave almost nothing to train; try `sksearch run STUDY --dry-run 50`")
-        return Searcher.FINISHED
+        got = self.step.next()
+        if isinstance(got, NothingLeft):
+            if got.exhausted:
+                self.exhausted = got.reason  # nothing new to train: a small space is used up, a normal end
+            else:
+                self.stop_reason = got.reason
+            return Searcher.FINISHED
+        trial, feas = got.trial, got.feas
+        live = LiveTrial(trial, got.label, int(feas.params or 0), int(feas.macs or 0), feas.latency)
+        resume = self._continue(trial, live, got.resume)
+        if not self.ledger.claim(trial):
+            if live.resume_file:
+                st.discard_staged(live.resume_file)
+            return None  # another driver took the last slot between our count and our claim
+        with self._lock:
+            self.live[trial_id] = live
+        self.on_event(protocol.Started(trial.number, live.label, int(feas.params or 0), int(feas.macs or 0)))
+        spec_dict = feas.spec.to_dict() if feas.spec is not None else {}
+        return dict(protocol.trial_config(trial.number, spec_dict, int(feas.params or 0), int(feas.macs or 0),
+                                          self.max_epochs, seed=self.cfg.train.seed, latency=feas.latency,
+                                          resume=resume, pause_at=self.pause_at))
 
-    def _continue(self, trial: optuna.Trial, live: LiveTrial) -> dict[str, Any] | None:
+    def _continue(self, trial: optuna.Trial, live: LiveTrial, number: int | None) -> dict[str, Any] | None:
         """When the proposal that made this trial resumes a paused trial (tune.scheduler.pause): fetch that
         trial's training state for the worker and make this trial its continuation (its curve so far, the
         epochs done). None for a new spec, or when the paused trial was resumed by another driver meanwhile
         or its state is gone: the spec then trains from the start."""
-        number = st.proposed_resume(trial)
         if number is None:
             return None
         paused = next((t for t in st.paused_trials(self.study.get_trials(deepcopy=False)) if t.number == number), None)
@@ -207,16 +171,6 @@ class StudySearcher(Searcher):
         live.resume_file = path
         live.label = f"{live.label} (resumes trial {paused.number})"
         return {"state": path, "epoch": live.epochs_done}
-
-    def _enqueue_proposal(self) -> None:
-        """ehvi: the pool's best candidate becomes the next trial's parameters (Optuna's enqueue_trial, so
-        the trial stays an ordinary define-by-run trial); none while the model starts up or the pool holds
-        no untried network, and then the random sampler draws."""
-        if self.proposer is None:
-            return
-        proposal = self.proposer.propose(self.study)
-        if proposal is not None:
-            self.study.enqueue_trial(proposal.params, user_attrs={st.Key.PROPOSAL: proposal.summary()})
 
     def _suggest_confirmation(self, trial_id: str) -> dict[str, Any] | None:
         """The next missing seed confirmation of a front trial, off the budget (no slot claimed)."""
@@ -237,22 +191,6 @@ class StudySearcher(Searcher):
         self.on_event(protocol.Started(trial.number, label, params, macs))
         return dict(protocol.trial_config(trial.number, st.spec(original) or {}, params, macs, self.max_epochs,
                                           seed=seed, latency=latency))
-
-    def _trained_twin(self, spec: ArchSpec) -> optuna.trial.FrozenTrial | None:
-        """A full-fidelity trial of the same network (ArchSpec.identity: r and L that give the same attention
-        widths, paths in another order, ...). Resume refuses a study file whose recipe changed, so the twin
-        was trained under this study's recipe."""
-        wanted = spec.identity()
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if st.status(t) == "full" and self._identity_of(t) == wanted:
-                return t
-        return None
-
-    def _identity_of(self, t: optuna.trial.FrozenTrial) -> str | None:
-        # A finished trial's spec never changes: validate it once per driver, not once per sample.
-        if t._trial_id not in self._identities:
-            self._identities[t._trial_id] = st.identity(t)
-        return self._identities[t._trial_id]
 
     def _idle_wait(self) -> None:
         # Ray polls suggest() in a loop; with nothing of ours running, do not hammer the database.

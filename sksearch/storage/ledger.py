@@ -56,7 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sksearch.errors import UserError
 from sksearch.storage.records import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, Key
-from sksearch.storage.retry import MAX_DELAY
+from sksearch.storage.retry import MAX_DELAY, call_retried
 
 FAULT_STEPS = ("after_ask", "after_beat", "after_claim", "mid_training", "before_tell", "after_tell")
 FAULT_EXIT = 86
@@ -311,7 +311,9 @@ def stale_trials(storage: RDBStorage, running: list[FrozenTrial], grace: float) 
     row and started longer ago than that (the rule of the module docstring; --fresh uses it too)."""
     if not running:
         return []
-    beats, db_now = _last_heartbeats(storage, [t._trial_id for t in running])
+    # Read through the storage's retry: a database that restarts between Optuna's calls and this one is an
+    # outage to ride out, not a crash of the driver.
+    beats, db_now = call_retried(storage, _last_heartbeats, [t._trial_id for t in running])
     now = dt.datetime.now()  # Optuna stamps datetime_start with the asking driver's clock
     stale = []
     for t in running:

@@ -47,7 +47,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 class RetryingStorage(RDBStorage):
-    """RDBStorage whose every public call (and the stale-trial query) retries connection errors."""
+    """RDBStorage whose every public call (and, through call_retried, the ledger's heartbeat query) retries
+    connection errors."""
 
     def __init__(self, url: str, *, retry_seconds: float, shown_url: str,
                  log: Callable[[str], None] | None = None, **kwargs: Any):
@@ -120,6 +121,14 @@ class RetryingStorage(RDBStorage):
             if self._down_since is not None:
                 self._is_back()
             return result
+
+
+def call_retried(storage: RDBStorage, query: Callable[..., Any], *args: Any) -> Any:
+    """query(storage, *args), a query of our own outside Optuna's storage API (the ledger's heartbeat read),
+    retried as the storage's own calls are when it is a RetryingStorage."""
+    if isinstance(storage, RetryingStorage):
+        return storage._call(query, *args)
+    return query(storage, *args)
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:

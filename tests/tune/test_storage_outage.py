@@ -84,6 +84,32 @@ def test_the_retrying_storage_waits_for_a_restarted_server_and_says_so(own_postg
     assert storage.connected_for() < 60
 
 
+def test_the_ledgers_heartbeat_query_waits_for_a_restarted_server_too(own_postgres):
+    """The stale-trial check reads heartbeats with a query of its own (outside Optuna's storage API): a server
+    that goes away between Optuna's calls and that one is waited for, not a crash (a driver once died so)."""
+    import optuna
+
+    from sksearch.storage.ledger import stale_trials
+    from sksearch.storage.open import open_storage
+
+    lines: list[str] = []
+    storage = open_storage(own_postgres.url, retry_seconds=60)
+    storage._log = lines.append
+    study = optuna.create_study(storage=storage)
+    study.ask()
+    running = study.get_trials(deepcopy=False)
+    own_postgres.stop()
+    result: list = []
+    reader = threading.Thread(target=lambda: result.append(stale_trials(storage, running, grace=3600)))
+    reader.start()
+    wait_for(lambda: lines, timeout=30, what="the outage line")
+    assert reader.is_alive() and "is not answering" in lines[0]
+    own_postgres.start()
+    reader.join(timeout=60)
+    assert result == [[]], "the query returned once the server was back (the trial started just now: not stale)"
+    assert "is back after" in lines[-1]
+
+
 def test_an_outage_longer_than_the_window_is_one_line_and_exit_1(own_postgres):
     from sksearch.errors import StorageUnavailable
     from sksearch.storage.open import open_storage
