@@ -7,6 +7,7 @@ waiting (wall minus CPU). Under xdist the per-test sums exceed the suite's wall:
     .venv/bin/python bench/test_time.py                 # the suite as `make test` runs it
     .venv/bin/python bench/test_time.py -- -p no:xdist  # serially (the baseline)
     .venv/bin/python bench/test_time.py --runs 3        # three runs, each on its own line
+    .venv/bin/python bench/test_time.py --save rows.json  # also keep every test's row of the last run
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--slowest", type=int, default=10, help="list this many slowest tests of the last run")
+    p.add_argument("--save", type=Path, help="write the last run's per-test rows (wall, CPU, waiting) to this JSON file")
     p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = p.parse_args()
     # As `make test` runs it (Makefile: TEST_WORKERS) unless pytest arguments are given.
@@ -84,6 +86,8 @@ def main() -> int:
         rc = rc or code
         print(f"\nrun {i + 1}: {wall:.0f} s wall for the suite ({summary.strip('= ')}), exit {code}")
         print(markdown_table(["folder", "tests", "wall s", "CPU s", "waiting s"], by_folder(rows)))
+    if args.save:
+        args.save.write_text(json.dumps(rows, indent=1))
     slow = sorted(rows, key=lambda r: -r["wall"])[:args.slowest]
     print("\nslowest tests of the last run:")
     print(markdown_table(["test", "wall s", "CPU s", "waiting s"],

@@ -7,9 +7,11 @@ by the expected improvement of the front's hypervolume at its *known* cost (skse
 in two objectives); propose the best. The searcher enqueues the proposal's parameters on the study, so the
 trial is an ordinary define-by-run trial for storage, dashboard, resume and several drivers.
 
-The model: scikit-learn's Gaussian process (ARD Matern 5/2 + white noise) over spec features and the
-epoch. It learns from every trial the study holds: its accuracy_history at epochs 1, 3, 9, ... and its
-last, so pruned trials (their rungs), partial ones and seed confirmations teach it as full ones do. Why a GP:
+The model: scikit-learn's Gaussian process (Matern 5/2 with one length scale over the standardised spec
+features and the epoch, plus white noise with a floor): with a length scale per feature, the fit explained
+a few dozen curves too well and its predictions for stopped networks were over-confident (2 sd covered
+34-46 % of them, not 95 %; bench/schedulers/model_calibration.py). It learns from every trial the study
+holds: its accuracy_history at epochs 1, 3, 9, ... and its last, so pruned trials (their rungs), partial ones and seed confirmations teach it as full ones do. Why a GP:
 a few hundred observations at most, smooth in the features that matter (log cost, paths, attention
 width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
 trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
@@ -40,6 +42,10 @@ from sksearch.search.space import SearchSpace
 from sksearch.spec import ArchSpec
 from sksearch.storage import records as st
 
+# The kernel's noise at least this share of the (normalised) variance: an epoch-1 accuracy says little about the
+# final one (rank correlation 0.13-0.17 on the SK tables), and a GP free to explain every point was sure of
+# predictions that missed by 3-24 sd (bench/schedulers/model_calibration.py).
+NOISE_FLOOR = 0.05
 MAX_OBSERVATIONS = 600  # a GP fit is cubic in these; beyond, the oldest trials go
 RETUNE_GROWTH = 1.25    # the kernel's hyperparameters are re-optimised when the data grew by this factor
 
@@ -161,20 +167,23 @@ class FrontGainProposer:
         return math.log(epoch) / math.log(self.max_epochs) if self.max_epochs > 1 else 1.0
 
     # -- the model --------------------------------------------------------------------------------------------
+    def new_kernel(self, n_features: int) -> Any:
+        """The GP's kernel before its hyperparameters are fitted (over standardised features and the epoch):
+        one length scale for all, and a floor on the noise (NOISE_FLOOR)."""
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        return ConstantKernel(1.0, (1e-2, 1e2)) * Matern(1.0, (1e-2, 1e3), nu=2.5) + WhiteKernel(0.1, (NOISE_FLOOR, 1.0))
+
     def fit(self, x: np.ndarray, y: np.ndarray) -> Any:
         """The GP on (x, y). Its kernel's hyperparameters are optimised (marginal likelihood) when the data
         has grown by RETUNE_GROWTH since the last time, else reused: a refit is then one solve."""
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         retune = self._kernel is None or len(y) >= RETUNE_GROWTH * self._tuned_at
         if retune:
-            d = x.shape[1]
-            kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.ones(d), (1e-2, 1e3), nu=2.5)
-                      + WhiteKernel(1e-2, (1e-6, 1.0)))
-            gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=1,
+            gp = GaussianProcessRegressor(self.new_kernel(x.shape[1]), normalize_y=True, n_restarts_optimizer=1,
                                           random_state=self.seed)
         else:
             gp = GaussianProcessRegressor(self._kernel, normalize_y=True, optimizer=None)
