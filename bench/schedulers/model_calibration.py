@@ -17,7 +17,6 @@ to 1e-6 of the variance), everything else the same.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from pathlib import Path
