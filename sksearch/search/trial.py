@@ -9,7 +9,6 @@ import os
 import sys
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ray import tune
 from sksearch.config import StudyConfig
 from sksearch.search import protocol
 from sksearch.spec import ArchSpec
-from sksearch.storage.records import STATE_FILE, WEIGHTS_FILE, staging_dir
+from sksearch.storage.records import STATE_FILE, WEIGHTS_FILE, staging_folder
 
 
 def _one_line(exc: BaseException) -> str:
@@ -133,8 +132,7 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> No
     resume = config.get("resume")  # a continuation of a paused trial: its training state and epochs done
     resumed_at = int(resume["epoch"]) if resume else 0
     pause_at = set(config.get("pause_at") or ())
-    # This run's own folder: a trial number is reused by a --fresh study, and two drivers may share a store.
-    staging = staging_dir(cfg) / f"{cfg.name}-{config['trial_number']}-{uuid.uuid4().hex[:8]}"
+    staging = staging_folder(cfg, int(config["trial_number"]))
 
     def on_epoch(r: Any) -> None:
         nonlocal reporting

@@ -23,6 +23,7 @@ from sksearch.search.ray_cluster import NoNodeLeft, error_relay, init_ray
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
+from sksearch.storage import records
 from sksearch.storage.ledger import counts_toward_budget
 from sksearch.storage.open import (archive_study, check_resume, load_or_create_study, metric_names, open_storage,
                                    open_study, redact_url)
@@ -106,6 +107,10 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     from sksearch.search.searcher import StudySearcher
     from sksearch.search.trial import run_trial
 
+    cleared = records.clear_staging(study, cfg)
+    if cleared:
+        print(f"removed {cleared} staging folder(s) of trials that no longer run (a driver stopped mid-trial left "
+              "them)", file=out)
     latency_table = prepare_latency(cfg, space, study, store, out)
     printer = ProgressPrinter(out)
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer, confirm=confirm)
@@ -175,7 +180,6 @@ def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, s
 
     from sksearch.latency import Timing, calibrate, check, table_for
     from sksearch.search.dryrun import iter_samples
-    from sksearch.storage import records
 
     table = table_for(target)
     tid, study_id = table.target.id, study._study_id

@@ -6,6 +6,8 @@ database URL (PostgreSQL, MySQL) is needed only so that several drivers can shar
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -216,6 +218,31 @@ def staging_dir(cfg: StudyConfig) -> Path:
     return cfg.artifact_dir() / "staging"
 
 
+def staging_folder(cfg: StudyConfig, trial_number: int, *, resumes: int | None = None) -> Path:
+    """A folder of one trial's own in the staging area (a trial number is reused by a --fresh study, and two
+    drivers may share a store); `resumes`: the copy of a paused trial's state that this trial continues."""
+    what = f"-resumes-{resumes}" if resumes is not None else ""
+    return staging_dir(cfg) / f"{cfg.name}-{trial_number}{what}-{uuid.uuid4().hex[:8]}"
+
+
+def clear_staging(study: Study, cfg: StudyConfig) -> int:
+    """Remove the staging folders of this study's trials that no longer run: what a driver killed between a
+    worker's staging and its trial's end left behind (weights, a paused state). Folders of RUNNING trials,
+    another driver's among them, are kept. Returns how many were removed."""
+    folder = staging_dir(cfg)
+    if not folder.is_dir():
+        return 0
+    pattern = re.compile(rf"{re.escape(cfg.name)}-(\d+)(?:-resumes-\d+)?-[0-9a-f]{{8}}")
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    removed = 0
+    for entry in folder.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and int(match.group(1)) not in running:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def record_weights(trial: optuna.Trial, cfg: StudyConfig, staged: str | Path) -> str:
     """Keep the weights a worker staged as the trial's artifact (its id returned), then remove the staged
     file. Called before study.tell: Optuna refuses attributes of a finished trial."""
@@ -280,7 +307,7 @@ def fetch_paused_state(study: Study, paused: FrozenTrial, cfg: StudyConfig, for_
     artifact = paused_state_artifact(study, paused)
     if artifact is None:
         return None
-    path = staging_dir(cfg) / f"{cfg.name}-{for_trial}-resumes-{paused.number}-{uuid.uuid4().hex[:8]}" / STATE_FILE
+    path = staging_folder(cfg, for_trial, resumes=paused.number) / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         optuna.artifacts.download_artifact(artifact_store=artifact_store(cfg), artifact_id=artifact,

@@ -159,3 +159,21 @@ def test_an_invalid_spec_is_fail_without_values_and_an_over_budget_one_complete_
     assert [st.status(t) for t in (invalid_t, over_t)] == ["infeasible", "infeasible"]
     assert "groups do not divide" in invalid_t.user_attrs["infeasible"]
     assert not any(counts_toward_budget(t) or is_failure(t) for t in (invalid_t, over_t))
+
+
+def test_clear_staging_removes_what_trials_that_no_longer_run_left_and_keeps_running_ones(tmp_path):
+    # A driver killed between a worker's staging and its trial's end leaves the staged files; a rerun removes
+    # them, but never the folder of a trial still RUNNING (another driver's, on a shared store).
+    cfg = _cfg(tmp_path, name="s")
+    study = optuna.create_study(storage=open_storage(cfg.storage_url()), study_name="s")
+    running, ended = study.ask(), study.ask()
+    study.tell(ended, state=TrialState.FAIL)
+    kept = [st.staging_folder(cfg, running.number), st.staging_folder(cfg, running.number, resumes=ended.number)]
+    gone = [st.staging_folder(cfg, ended.number), st.staging_folder(cfg, ended.number, resumes=running.number)]
+    other = [st.staging_dir(cfg) / "s-1-x-0123abcd", st.staging_dir(cfg) / f"s-{ended.number}-1-0123abcd"]
+    for folder in kept + gone + other:
+        folder.mkdir(parents=True)
+        (folder / st.STATE_FILE).write_bytes(b"state")
+    assert st.clear_staging(study, cfg) == 2
+    assert all(f.is_dir() for f in kept + other) and not any(f.exists() for f in gone)
+    assert st.clear_staging(study, cfg) == 0
