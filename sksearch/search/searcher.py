@@ -158,12 +158,20 @@ class StudySearcher(Searcher):
         """When the proposal that made this trial resumes a paused trial (tune.scheduler.pause): fetch that
         trial's training state for the worker and make this trial its continuation (its curve so far, the
         epochs done). None for a new spec, or when the paused trial was resumed by another driver meanwhile
-        or its state is gone: the spec then trains from the start."""
+        (or is being, at this moment) or its state is gone: the spec then trains from the start."""
         if number is None:
             return None
         paused = next((t for t in st.paused_trials(self.study.get_trials(deepcopy=False)) if t.number == number), None)
-        path = st.fetch_paused_state(self.study, paused, self.cfg, trial.number) if paused is not None else None
-        if paused is None or path is None:
+        if paused is None:
+            return None
+        # Another driver may have chosen the same paused trial at the same moment: claim, then look.
+        st.claim_continuation(trial, paused)
+        if st.rival_continuations(self.study.get_trials(deepcopy=False), trial.number, paused.number):
+            st.withdraw_continuation(trial)
+            return None
+        path = st.fetch_paused_state(self.study, paused, self.cfg, trial.number)
+        if path is None:
+            st.withdraw_continuation(trial)
             return None
         st.record_continuation(trial, paused)
         live.history = list(paused.user_attrs.get(st.Key.ACCURACY_HISTORY) or [])

@@ -60,6 +60,7 @@ class Key:
     SEED = "seed"                    # the training seed of a confirmation (others train with train.seed)
     PAUSED = "paused"                # a pruned trial whose training state was kept (tune.scheduler.pause)
     RESUMES = "resumes"              # a continuation: number of the paused trial whose training it continues
+    WITHDRAWN = "resume_withdrawn"   # a continuation that met another one of the same paused trial: trains anew
     # the budget ledger
     SLOT = "slot"                    # this trial holds one of n_trials
     RUN_ID = "run_id"                # the driver that trained it
@@ -271,7 +272,7 @@ def mark_paused(trial: optuna.Trial) -> None:
 def record_continuation(trial: optuna.Trial, paused: FrozenTrial) -> None:
     """A new trial that resumes `paused` from its kept training state: it carries the paused trial's curve so
     far, so its history is the whole curve; `paused` stays PRUNED (Optuna does not reopen a finished trial)."""
-    trial.set_user_attr(Key.RESUMES, paused.number)
+    claim_continuation(trial, paused)
     history = paused.user_attrs.get(Key.ACCURACY_HISTORY) or []
     trial.set_user_attr(Key.EPOCHS_DONE, epochs_done(paused))
     trial.set_user_attr(Key.ACCURACY_HISTORY, list(history))
@@ -279,10 +280,35 @@ def record_continuation(trial: optuna.Trial, paused: FrozenTrial) -> None:
         trial.set_user_attr(Key.ACCURACY, history[-1])
 
 
+def claim_continuation(trial: optuna.Trial, paused: FrozenTrial) -> None:
+    """Mark `trial` as the continuation of `paused` (record_continuation's first write). Two drivers may claim one
+    paused trial at once: each claims, then looks for another claim (rival_continuations) and withdraws if it
+    finds one, so at most one goes on (both may withdraw; the paused trial then waits for a later proposal)."""
+    trial.set_user_attr(Key.RESUMES, paused.number)
+
+
+def withdraw_continuation(trial: optuna.Trial) -> None:
+    """The trial met another continuation of the same paused trial: it trains its spec from the start."""
+    trial.set_user_attr(Key.WITHDRAWN, True)
+
+
+def continues(t: FrozenTrial) -> int | None:
+    """The number of the paused trial `t` continues, or None (not a continuation, or a withdrawn one)."""
+    if Key.RESUMES not in t.user_attrs or t.user_attrs.get(Key.WITHDRAWN):
+        return None
+    return int(t.user_attrs[Key.RESUMES])
+
+
+def rival_continuations(trials: Sequence[FrozenTrial], trial_number: int, paused_number: int) -> list[int]:
+    """Numbers of the other trials, running or ended, that continue the paused trial `paused_number`."""
+    return [t.number for t in trials if t.number != trial_number and continues(t) == paused_number
+            and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)]
+
+
 def paused_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Paused trials that may be resumed: not continued by a trial that is running or ended (a continuation
     that failed or was interrupted gives its paused trial back), and their network not trained in full."""
-    continued = {int(t.user_attrs[Key.RESUMES]) for t in trials if Key.RESUMES in t.user_attrs
+    continued = {c for t in trials if (c := continues(t)) is not None
                  and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)}
     full = {identity(t) for t in trials if status(t) == "full"}
     return [t for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get(Key.PAUSED)
@@ -291,7 +317,7 @@ def paused_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 def continued_trials(trials: Sequence[FrozenTrial]) -> set[int]:
     """Numbers of the paused trials some trial continues (their curve is part of the continuation's)."""
-    return {int(t.user_attrs[Key.RESUMES]) for t in trials if Key.RESUMES in t.user_attrs}
+    return {c for t in trials if (c := continues(t)) is not None}
 
 
 def proposed_resume(trial: optuna.Trial) -> int | None:

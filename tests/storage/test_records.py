@@ -177,3 +177,32 @@ def test_clear_staging_removes_what_trials_that_no_longer_run_left_and_keeps_run
     assert st.clear_staging(study, cfg) == 2
     assert all(f.is_dir() for f in kept + other) and not any(f.exists() for f in gone)
     assert st.clear_staging(study, cfg) == 0
+
+
+def test_two_continuations_of_one_paused_trial_at_once_at_most_one_goes_on(tmp_path):
+    # Two drivers choose the same paused trial at the same moment: each claims it, then looks for another claim
+    # and withdraws if it finds one. Whatever the interleaving, at most one continuation stays.
+    cfg = _cfg(tmp_path, name="s")
+    study = optuna.create_study(storage=open_storage(cfg.storage_url()), study_name="s")
+    paused = study.ask()
+    st.mark_paused(paused)
+    study.tell(paused, state=TrialState.PRUNED)
+    frozen = study.trials[paused.number]
+    assert st.paused_trials(study.get_trials()) == [frozen]
+    a, b = study.ask(), study.ask()
+    st.claim_continuation(a, frozen)
+    st.claim_continuation(b, frozen)  # both claimed before either looked
+    rivals_a = st.rival_continuations(study.get_trials(), a.number, paused.number)
+    rivals_b = st.rival_continuations(study.get_trials(), b.number, paused.number)
+    assert rivals_a == [b.number] and rivals_b == [a.number]
+    st.withdraw_continuation(a)
+    st.withdraw_continuation(b)
+    # Both stepped back: the paused trial is free for a later proposal, and neither counts as its continuation.
+    assert st.paused_trials(study.get_trials()) == [frozen] and st.continued_trials(study.get_trials()) == set()
+    c, d = study.ask(), study.ask()
+    st.claim_continuation(c, frozen)
+    assert st.rival_continuations(study.get_trials(), c.number, paused.number) == []  # c looked first: it goes on
+    st.claim_continuation(d, frozen)
+    assert st.rival_continuations(study.get_trials(), d.number, paused.number) == [c.number]
+    st.withdraw_continuation(d)
+    assert st.paused_trials(study.get_trials()) == [] and st.continued_trials(study.get_trials()) == {paused.number}
