@@ -107,10 +107,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     from sksearch.search.searcher import StudySearcher
     from sksearch.search.trial import run_trial
 
-    cleared = records.clear_staging(study, cfg)
-    if cleared:
-        print(f"removed {cleared} staging folder(s) of trials that no longer run (a driver stopped mid-trial left "
-              "them)", file=out)
+    _clear_staging(study, cfg, out)
     latency_table = prepare_latency(cfg, space, study, store, out)
     printer = ProgressPrinter(out)
     searcher = StudySearcher(cfg, space, study, store, n_trials=n_trials, on_event=printer, confirm=confirm)
@@ -153,6 +150,7 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
     _raise_storage_outage(store)  # an outage Ray Tune logged and went on from
 
     study = optuna.load_study(study_name=cfg.name, storage=store)
+    _clear_staging(study, cfg, out)  # again: a killed driver's trials were RUNNING at the start, failed since
     print("", file=out)
     _summarise(cfg, study, url, storage, n_trials, out, overhead=lambda trials: overhead_line(
         trials, searcher.run_id, time.perf_counter() - wall0, ray_start, cfg.tune.max_concurrent))
@@ -166,6 +164,13 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
         print(f"\nstopped: {searcher.stop_reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _clear_staging(study: optuna.Study, cfg: StudyConfig, out: Any) -> None:
+    cleared = records.clear_staging(study, cfg)
+    if cleared:
+        print(f"removed {cleared} staging folder(s) of trials that no longer run (a driver stopped mid-trial left "
+              "them)", file=out)
 
 
 def prepare_latency(cfg: StudyConfig, space: SearchSpace, study: optuna.Study, store: Any, out: Any) -> Any:

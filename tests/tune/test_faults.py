@@ -10,6 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sksearch.config import load_study
+from sksearch.storage import records
 from sksearch.storage.ledger import FAULT_EXIT
 
 from tests.ray_nodes import use_local_ray
@@ -45,10 +47,16 @@ def test_sigkilled_driver_resumes_to_exactly_n_trials(tmp_path):
         driver.wait()
     before = {t.number: (t.state, t.values) for t in _finished(load(path))}
     assert 2 <= len(before) < 5
+    # What a worker of a killed trial staged (weights, a paused state) is left behind; the rerun removes it.
+    killed = next(t.number for t in load(path).get_trials() if t.state == TrialState.RUNNING)
+    leftover = records.staging_folder(load_study(path), killed)
+    leftover.mkdir(parents=True)
+    (leftover / records.WEIGHTS_FILE).write_bytes(b"weights")
 
     rerun = run_cli([str(path)], env={"SKSEARCH_HEARTBEAT": "1"})
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "resuming" in rerun.stdout
+    assert not leftover.exists() and "staging folder(s) of trials that no longer run" in rerun.stdout
     study = load(path)
     trials = counted(study)
     assert len(trials) == 5 and all(t.state != TrialState.RUNNING for t in trials)
