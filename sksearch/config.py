@@ -10,7 +10,6 @@ cached: the class list is read once.
 """
 from __future__ import annotations
 
-
 import os
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple

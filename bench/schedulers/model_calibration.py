@@ -67,7 +67,8 @@ def one_split(table: sk_replay.SKTable, proposer: FrontGainProposer, seed: int, 
     mean, sd = proposer.predict(model, np.array([feats[i] for i in stopped]))
     true = np.array([table.rows[i].final for i in stopped])
     z = (true - mean) / sd
-    on_front = np.array([table.rows[i] in table.front_rows() for i in stopped])
+    front = table.front_rows()
+    on_front = np.array([table.rows[i] in front for i in stopped])
     return {"rmse": float(np.sqrt(np.mean((true - mean) ** 2))), "sd": float(np.median(sd)),
             "within": float(np.mean(np.abs(z) < 2)), "rho": float(spearmanr(mean, true).correlation),
             "missed": int(np.sum(on_front & (np.abs(z) > 3))), "front": int(on_front.sum())}
@@ -83,8 +84,8 @@ def main() -> int:
     out = []
     for path in TABLES:
         table = sk_replay.SKTable.load(path)
-        cfg = sk_replay._spec_sampler(table).cfg
-        space = sk_replay._spec_sampler(table).space
+        checker = sk_replay._spec_sampler(table)  # the table's study and space
+        cfg, space = checker.cfg, checker.space
         for n_full in args.full:
             for name, cls in (("former kernel (ARD, no noise floor)", ARDProposer), ("sksearch", FrontGainProposer)):
                 rs = [one_split(table, cls(cfg, space), seed, n_full) for seed in range(args.splits)]

@@ -202,10 +202,9 @@ class SksearchSampler:
         got = self.step.next(new_specs=bool(self.picker.untried))
         if isinstance(got, NothingLeft):
             return None
-        if got.resume is not None:
-            paused = trials[got.resume]
+        paused = trials[got.resume] if got.resume is not None else None
+        if paused is not None:
             row = self.row_of[paused.number]
-            st.record_continuation(got.trial, paused)
             answer: int | Continuation = Continuation(row, st.epochs_done(paused), self.index_of[paused.number])
         elif self.picker.untried:
             row = answer = self.picker.take_nearest(got.feas.spec.to_dict())
@@ -213,7 +212,10 @@ class SksearchSampler:
             self.study.tell(got.trial, state=optuna.trial.TrialState.FAIL)
             return None
         r = self.table.rows[row]
+        # The row's spec and costs first: record_sampled resets epochs_done, which a continuation then sets.
         st.record_sampled(got.trial, r.spec, "", r.params, r.macs, None, self.table.max_t)
+        if paused is not None:
+            st.record_continuation(got.trial, paused)
         self.live[index] = got.trial
         self.row_of[got.trial.number], self.index_of[got.trial.number] = row, index
         return answer

@@ -25,6 +25,7 @@ from sksearch.search.schedulers import rung_epochs
 from sksearch.search.space import SearchSpace
 from sksearch.search.step import NothingLeft, ProposalStep
 
+
 @dataclass
 class LiveTrial:
     trial: optuna.Trial

@@ -299,17 +299,20 @@ def continues(t: FrozenTrial) -> int | None:
     return int(t.user_attrs[Key.RESUMES])
 
 
+# A continuation in these states holds its paused trial; a failed or interrupted one gives it back.
+_HOLDING = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def rival_continuations(trials: Sequence[FrozenTrial], trial_number: int, paused_number: int) -> list[int]:
     """Numbers of the other trials, running or ended, that continue the paused trial `paused_number`."""
-    return [t.number for t in trials if t.number != trial_number and continues(t) == paused_number
-            and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)]
+    return [t.number for t in trials
+            if t.number != trial_number and continues(t) == paused_number and t.state in _HOLDING]
 
 
 def paused_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Paused trials that may be resumed: not continued by a trial that is running or ended (a continuation
     that failed or was interrupted gives its paused trial back), and their network not trained in full."""
-    continued = {c for t in trials if (c := continues(t)) is not None
-                 and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)}
+    continued = {c for t in trials if (c := continues(t)) is not None and t.state in _HOLDING}
     full = {identity(t) for t in trials if status(t) == "full"}
     return [t for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get(Key.PAUSED)
             and t.number not in continued and identity(t) not in full]
