@@ -10,7 +10,7 @@ trial is an ordinary define-by-run trial for storage, dashboard, resume and seve
 The model: scikit-learn's Gaussian process (Matern 5/2 with one length scale over the standardised spec
 features and the epoch, plus white noise with a floor): with a length scale per feature, the fit explained
 a few dozen curves too well and its predictions for stopped networks were over-confident (2 sd covered
-34-46 % of them, not 95 %; bench/schedulers/model_calibration.py). It learns from every trial the study
+15-69 % of them, not 95 %; bench/schedulers/model_calibration.py). It learns from every trial the study
 holds: its accuracy_history at epochs 1, 3, 9, ... and its last, so pruned trials (their rungs), partial
 ones and seed confirmations teach it as full ones do. Why a GP: a few hundred observations at most, smooth in the features that matter (log cost, paths, attention
 width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
@@ -43,8 +43,8 @@ from sksearch.spec import ArchSpec
 from sksearch.storage import records as st
 
 # The kernel's noise at least this share of the (normalised) variance: an epoch-1 accuracy says little about the
-# final one (rank correlation 0.13-0.17 on the SK tables), and a GP free to explain every point was sure of
-# predictions that missed by 3-24 sd (bench/schedulers/model_calibration.py).
+# final one (rank correlation 0.13-0.17 on the SK tables), and a GP free to explain every point missed most
+# stopped front members by more than 3 sd (bench/schedulers/model_calibration.py).
 NOISE_FLOOR = 0.05
 MAX_OBSERVATIONS = 600  # a GP fit is cubic in these; beyond, the oldest trials go
 RETUNE_GROWTH = 1.25    # the kernel's hyperparameters are re-optimised when the data grew by this factor
