@@ -10,6 +10,7 @@ Counting rules (see ../shared/design/sk-design-space.md section 3):
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -40,11 +41,16 @@ class Complexity:
 
 
 @dataclass(frozen=True)
-class _BlockCount:
+class UnitCount:
+    """One unit at one input shape, from one build on the meta device."""
+
     params: int
     macs: int
     select_macs: int
     output_shape: tuple[int, ...]
+    # A stable name for the module it builds (types, channels, kernels, strides, groups) at that shape: units that
+    # build the same module share it whatever the recipe that names them (the latency table's key).
+    structure: str
 
 
 def _strip_batchnorm(module: nn.Module) -> None:
@@ -56,12 +62,13 @@ def _strip_batchnorm(module: nn.Module) -> None:
             _strip_batchnorm(child)
 
 
-_BLOCK_CACHE: dict[tuple, _BlockCount] = {}
+_BLOCK_CACHE: dict[tuple, UnitCount] = {}
 _BLOCK_CACHE_MAX = 20000
 
 
-def _count_block(block: Block, input_shape: tuple[int, ...]) -> _BlockCount:
-    """One unit, memoised by (recipe, input shape): equal units, in one spec or across a search, cost nothing."""
+def count_unit(block: Block, input_shape: tuple[int, ...]) -> UnitCount:
+    """One unit, memoised by (recipe, input shape): equal units, in one spec or across a search (and for the
+    latency table's names), are built and counted once."""
     key = (block.key(), input_shape)
     hit = _BLOCK_CACHE.get(key)
     if hit is None:
@@ -71,11 +78,12 @@ def _count_block(block: Block, input_shape: tuple[int, ...]) -> _BlockCount:
     return hit
 
 
-def _measure_block(block: Block, input_shape: tuple[int, ...]) -> _BlockCount:
+def _measure_block(block: Block, input_shape: tuple[int, ...]) -> UnitCount:
     """Build one unit on the meta device and count it."""
     with torch.device("meta"):
         module = block.build().eval()
         x = torch.empty(1, *input_shape)
+    structure = hashlib.sha1(f"{module!r}|{tuple(input_shape)}".encode()).hexdigest()[:16]
     params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     select_macs = 0
 
@@ -91,7 +99,7 @@ def _measure_block(block: Block, input_shape: tuple[int, ...]) -> _BlockCount:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         y = module(x)
-    return _BlockCount(params, counter.get_total_flops() // 2, select_macs, tuple(y.shape[1:]))
+    return UnitCount(params, counter.get_total_flops() // 2, select_macs, tuple(y.shape[1:]), structure)
 
 
 def _count(spec: ArchSpec) -> Complexity:
@@ -101,7 +109,7 @@ def _count(spec: ArchSpec) -> Complexity:
     for name, blocks in blueprint(spec).items():
         params = macs = 0
         for block in blocks:
-            c = _count_block(block, shape)
+            c = count_unit(block, shape)
             params, macs, shape = params + c.params, macs + c.macs, c.output_shape
             select_macs += c.select_macs
         parts.append(PartComplexity(name, params, macs, shape))

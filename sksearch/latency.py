@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from sksearch.complexity import count_unit
 from sksearch.config import LatencyConfig
 from sksearch.models import Block, blueprint, build_model
 from sksearch.spec import ArchSpec
@@ -197,17 +198,6 @@ def time_module(module: torch.nn.Module, input_shape: tuple[int, ...], c: Latenc
     return Timing(round(statistics.median(times) * 1e3, 5), round((q[2] - q[0]) * 1e3, 5), len(times))
 
 
-def describe_unit(block: Block, input_shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
-    """A unit at one input shape, from ONE build on the meta device: a stable name for it (from the module it
-    builds: types, channels, kernels, strides, groups; so units that build the same module share an entry
-    whatever the spec that names them, r and L that give the same attention width, say) and its output shape."""
-    with torch.device("meta"), torch.no_grad():
-        module = block.build().eval()
-        structure = repr(module)
-        out = tuple(module(torch.empty(1, *input_shape)).shape[1:])
-    return hashlib.sha1(f"{structure}|{tuple(input_shape)}".encode()).hexdigest()[:16], out
-
-
 def _read_file(path: Path, target_id: str) -> tuple[dict[str, Timing], float | None]:
     """The units and the scale of a table file, if it is one of this target (else none)."""
     try:
@@ -249,8 +239,6 @@ class LatencyTable:
         self.fitted_scale: float | None = None  # what calibrate() fitted here: the only scale save() writes
         self.sink: Callable[[str, Timing], None] | None = None
         self.shared: set[str] = set()  # units the sink already holds
-        # (recipe, input shape) -> (unit key, output shape): one meta build per recipe
-        self._described: dict[tuple, tuple[str, tuple[int, ...]]] = {}
         self._lock = threading.Lock()
         self._read_file()
 
@@ -307,10 +295,11 @@ class LatencyTable:
         return hit
 
     def _describe(self, block: Block, input_shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
-        recipe = (block.key(), tuple(input_shape))
-        if recipe not in self._described:
-            self._described[recipe] = describe_unit(block, input_shape)
-        return self._described[recipe]
+        """The unit's table key (the module it builds: units that build the same module share an entry whatever
+        the spec that names them, r and L that give the same attention width, say) and its output shape, from
+        the meta build that counts its MACs (one per recipe and shape, memoised there)."""
+        c = count_unit(block, tuple(input_shape))
+        return c.structure, c.output_shape
 
     def predict(self, spec: ArchSpec) -> Prediction:
         """The spec's latency: the sum of its units' (measuring the units not in the table yet), times the

@@ -30,10 +30,14 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
     objectives = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
     probe = load_study(write_study(tmp_path, name="probe", objectives=objectives, latency=TIMING))
     # A budget that about half the space meets, from the same table the run will use, and a sampler seed whose
-    # first draw is over it by a margin (the run fits its own scale: a few per cent) while a quarter of the draws
-    # are well under it: the run meets an over-budget spec first, then finds its 3 trials.
+    # first draw is over it by a margin while a quarter of the draws are well under it: the run (which predicts
+    # with this process's table and the scale settled here) meets an over-budget spec first, then finds its 3 trials.
     draws = [f for _, f in itertools.islice(iter_samples(probe), 16) if f.feasible]
-    latency.calibrate(latency.table_for(probe.latency_target()), [draws[0].spec])
+    table = latency.table_for(probe.latency_target())
+    if latency.calibrate(table, [draws[0].spec]).scale is None:
+        # Refused as noisy (a busy machine): the run would fit again and move every prediction past the limit
+        # chosen below (seen under the suite's load). Settle the table on the plain sum, as a study does.
+        table.scale = 1.0
     for seed in range(1, 200):
         predicted = [f.latency for _, f in itertools.islice(iter_samples(probe, seed=seed), 16) if f.feasible]
         limit = round(statistics.median(predicted), 4)
