@@ -87,7 +87,7 @@ def notebook_blocks() -> list[str]:
 def test_the_notebook_page_runs_on_a_tiny_study(tmp_path, capsys):
     from tests.tune.helpers import write_study
 
-    path = write_study(tmp_path, n_trials=3, epochs=1, concurrent=2)
+    path = write_study(tmp_path, n_trials=3, epochs=1, concurrent=1)  # one trial process: the page is what is tested
     namespace: dict = {}
     blocks = notebook_blocks()
     assert 'sksearch.run_study("studies/quickstart.yaml")' in blocks[0]

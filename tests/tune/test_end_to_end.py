@@ -109,7 +109,7 @@ def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
 
 def test_over_budget_specs_are_recorded_infeasible_and_never_trained(tmp_path):
     # Under 3M MACs, only the smallest networks of the micro space fit; the rest must be skipped, not trained.
-    path = write_study(tmp_path, n_trials=2, epochs=1, constraints={"max_macs": "3M"})
+    path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=1, constraints={"max_macs": "3M"})
     assert run_study(load_study(path), out=io.StringIO()) == 0
     study = load(path)
     infeasible = [t for t in study.get_trials() if "infeasible" in t.user_attrs]

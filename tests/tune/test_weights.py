@@ -121,7 +121,7 @@ def test_an_artifact_store_that_refuses_writes_costs_the_weights_not_the_results
     why, and the study goes on to its budget."""
     import subprocess
 
-    path = write_study(tmp_path, n_trials=2, epochs=1)
+    path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=1)
     cfg = load_study(path)
     store = cfg.artifact_dir()
     records.staging_dir(cfg).mkdir(parents=True)  # workers stage below it; the store itself takes nothing
