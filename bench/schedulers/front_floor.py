@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -41,10 +41,14 @@ def fewest_rows(table: sk_replay.SKTable, goal: float) -> int:
     return len(front)
 
 
-def rung_ranks(table: sk_replay.SKTable, rungs: list[int]) -> np.ndarray:
-    """rows x rungs: each row's rank (1 = best) by its mean accuracy at that epoch."""
-    acc = np.array([[np.mean([c[e - 1] for c in r.curves]) for e in rungs] for r in table.rows])
-    return np.column_stack([rankdata(-acc[:, j], method="min") for j in range(len(rungs))]).astype(int)
+def rung_accuracy(table: sk_replay.SKTable, rungs: list[int]) -> np.ndarray:
+    """rows x rungs: each row's mean accuracy (over the table's seeds) at that epoch."""
+    return np.array([[np.mean([c[e - 1] for c in r.curves]) for e in rungs] for r in table.rows])
+
+
+def rung_ranks(acc: np.ndarray) -> np.ndarray:
+    """rows x rungs: each row's rank (1 = best) by its accuracy at that rung."""
+    return np.column_stack([rankdata(-acc[:, j], method="min") for j in range(acc.shape[1])]).astype(int)
 
 
 def main() -> None:
@@ -53,18 +57,18 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=5, help="rows shown by their hypervolume alone")
     args = parser.parse_args()
     print(machine_note())
+    tables = {path: sk_replay.SKTable.load(path) for path in args.table}
     floor_rows = []
-    for path in args.table:
-        table = sk_replay.SKTable.load(path)
+    for path, table in tables.items():
         ks = [fewest_rows(table, g) for g in GOALS]
         floor_rows.append([path.name, len(table.rows), len(table.front_rows()), table.max_t,
                            *[f"{k} rows, {k * table.max_t}" for k in ks]])
     print("\nThe floor: rows that must be trained in full, and their epochs\n")
     print(markdown_table(["table", "rows", "true front", "max_t", *[f"to {g:.0%}" for g in GOALS]], floor_rows))
-    for path in args.table:
-        table = sk_replay.SKTable.load(path)
+    for path, table in tables.items():
         rungs = [e for e in (1, 3, table.max_t) if e <= table.max_t]
-        ranks = rung_ranks(table, rungs)
+        acc = rung_accuracy(table, rungs)
+        ranks = rung_ranks(acc)
         true = table.true_hypervolume()
         alone = sorted(((table.hypervolume([(r.final, r.macs)]) / true, i) for i, r in enumerate(table.rows)),
                        reverse=True)[:args.top]
@@ -76,10 +80,10 @@ def main() -> None:
                          f"M={len(sk['branches'])} G={sk['G']} {sk['attention']}",
                          *[f"{k} / {len(table.rows)}" for k in ranks[i]]])
         print(f"\n{path.name}: the rows worth most alone, and their rank by each rung's accuracy\n")
-        print(markdown_table(["hypervolume alone", "final", "MACs", "widths", "SK", *[f"rank at epoch {e}" for e in rungs]],
-                             rows))
-        rho = [float(np.corrcoef(ranks[:, j], ranks[:, -1])[0, 1]) for j in range(len(rungs) - 1)]
-        print("\nSpearman of each rung's ranks with the final ranks: "
+        headers = ["hypervolume alone", "final", "MACs", "widths", "SK", *[f"rank at epoch {e}" for e in rungs]]
+        print(markdown_table(headers, rows))
+        rho = [float(spearmanr(acc[:, j], acc[:, -1]).correlation) for j in range(len(rungs) - 1)]
+        print("\nSpearman of each rung's accuracy with the final accuracy: "
               + ", ".join(f"epoch {e}: {p:.2f}" for e, p in zip(rungs, rho)))
 
 

@@ -12,8 +12,9 @@ features and the epoch, plus white noise with a floor): with a length scale per 
 a few dozen curves too well and its predictions for stopped networks were over-confident (2 sd covered
 15-69 % of them, not 95 %; bench/schedulers/model_calibration.py). It learns from every trial the study
 holds: its accuracy_history at epochs 1, 3, 9, ... and its last, so pruned trials (their rungs), partial
-ones and seed confirmations teach it as full ones do. Why a GP: a few hundred observations at most, smooth in the features that matter (log cost, paths, attention
-width), calibrated uncertainty for the expected improvement, and a well-kept implementation. Running
+ones and seed confirmations teach it as full ones do. Why a GP: a few hundred observations at most, smooth
+in the features that matter (log cost, paths, attention width), calibrated uncertainty for the expected
+improvement, and a well-kept implementation. Running
 trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
 spread out. The first few proposals are random (the model needs data).
 

@@ -26,7 +26,8 @@ def test_the_floor_is_the_fewest_rows_of_the_whole_table_that_reach_the_share(fl
     target = goal * table.true_hypervolume()
     points = [(r.final, r.macs) for r in table.rows]
     if k - 1 <= 2:
-        assert not any(table.hypervolume(list(c)) >= target for n in range(1, k) for c in itertools.combinations(points, n))
+        assert not any(table.hypervolume(list(c)) >= target
+                       for n in range(1, k) for c in itertools.combinations(points, n))
     front = [(r.final, r.macs) for r in table.front_rows()]
     assert any(table.hypervolume(list(c)) >= target - 1e-12 for c in itertools.combinations(front, k))
     assert table.hypervolume(front) == pytest.approx(table.true_hypervolume())
@@ -34,7 +35,7 @@ def test_the_floor_is_the_fewest_rows_of_the_whole_table_that_reach_the_share(fl
 
 def test_rung_ranks_put_the_best_row_of_each_epoch_first(floor):
     table = floor.sk_replay.SKTable.load(floor.TABLES[0])
-    ranks = floor.rung_ranks(table, [1, 3, table.max_t])
+    ranks = floor.rung_ranks(floor.rung_accuracy(table, [1, 3, table.max_t]))
     assert ranks.shape == (len(table.rows), 3) and (ranks.min(axis=0) == 1).all()
     best_final = max(range(len(table.rows)), key=lambda i: table.rows[i].final)
     assert ranks[best_final, 2] == 1  # the last rung is the final accuracy the table is scored on
