@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, nargs="+", default=TABLES)
     parser.add_argument("--top", type=int, default=5, help="rows shown by their hypervolume alone")
     args = parser.parse_args()
+    for path in args.table:
+        if not path.is_file():
+            parser.error(f"--table {path}: no such file (an SK table, e.g. bench/tables/sk_bench.json)")
     print(machine_note())
     tables = {path: sk_replay.SKTable.load(path) for path in args.table}
     floor_rows = []
