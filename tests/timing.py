@@ -1,7 +1,7 @@
 """Where the suite's time goes: wall, CPU and waiting per test (a pytest plugin, loaded by tests/conftest.py).
 
 With SKSEARCH_TEST_TIMES=FILE set, each test appends one JSON line to FILE:
-{"test": nodeid, "wall": s, "cpu": s, "wait": wall - cpu}. CPU is this process's own user + system time, its
+{"test": nodeid, "wall": s, "cpu": s, "wait": wall - cpu, "start": unix time, "worker": xdist worker}. CPU is this process's own user + system time, its
 reaped children's (subprocess runs) and the growth of its live descendants' and of the children they reaped
 (Ray's raylet and workers), read with psutil. A process that dies unreaped is missed, so waiting is an upper
 bound. Each xdist worker appends its own lines; bench/test_time.py runs the suite and sums them by folder.
@@ -38,11 +38,12 @@ def pytest_runtest_protocol(item, nextitem):
     if not target:
         yield
         return
-    wall0, own0, live0 = time.perf_counter(), _own_cpu(), _descendants_cpu()
+    start, wall0, own0, live0 = time.time(), time.perf_counter(), _own_cpu(), _descendants_cpu()
     yield
     wall, own, live = time.perf_counter() - wall0, _own_cpu() - own0, _descendants_cpu()
     # A descendant alive at both ends grew by the difference; one born during the test counts from zero.
     cpu = own + sum(c - live0.get(pid, 0.0) for pid, c in live.items())
-    line = {"test": item.nodeid, "wall": round(wall, 3), "cpu": round(cpu, 3), "wait": round(max(wall - cpu, 0.0), 3)}
+    line = {"test": item.nodeid, "wall": round(wall, 3), "cpu": round(cpu, 3), "wait": round(max(wall - cpu, 0.0), 3),
+            "start": round(start, 3), "worker": os.environ.get("PYTEST_XDIST_WORKER", "")}
     with open(target, "a") as f:  # one short write per line: safe with several xdist workers
         f.write(json.dumps(line) + "\n")

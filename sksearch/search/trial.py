@@ -110,9 +110,12 @@ def train_as_trial(cfg: StudyConfig, spec: ArchSpec, *, seed: int, epochs: int, 
     return train_trial(spec, data, recipe, epochs=epochs, device=device, on_epoch=on_epoch, resume_from=resume_from)
 
 
-def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int) -> None:
+def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int, env: dict[str, str] | None = None) -> None:
     """Ray Tune function trainable. `config` comes from StudySearcher.suggest(); `study` is the StudyConfig
-    as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter."""
+    as a dict; its paths are absolute (StudyConfig resolves them at load), so the worker's directory does not matter.
+    `env`: the driver's ray_cluster.worker_env(), set in this worker (Ray Tune reads its thread timeout there when
+    it reuses the worker for the next trial)."""
+    os.environ.update(env or {})
     import torch
 
     from sksearch.training.common import cap_memory, release_memory, reset_compiler, trial_device

@@ -19,7 +19,7 @@ from sksearch.config import StudyConfig, display_path
 from sksearch.errors import UserError, cause_chain
 from sksearch.results.pareto import front_noise, front_trials, noisy_front_row
 from sksearch.search.progress import ProgressPrinter, budget_line, front_table, overhead_line
-from sksearch.search.ray_cluster import NoNodeLeft, error_relay, init_ray
+from sksearch.search.ray_cluster import NoNodeLeft, error_relay, init_ray, worker_env
 from sksearch.search.samplers import make_sampler
 from sksearch.search.schedulers import make_scheduler
 from sksearch.search.space import SearchSpace
@@ -124,7 +124,8 @@ def _run(cfg: StudyConfig, space: SearchSpace, store: Any, url: str, storage: st
         scheduler = FIFOScheduler()  # a confirmation measures the full-budget accuracy: never prune one
     res = cfg.tune.resources_per_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), threads=max(1, int(res.cpu))),
+        tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), threads=max(1, int(res.cpu)),
+                             env=worker_env()),
         {"cpu": res.cpu, "gpu": res.gpu},
     )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -22,7 +22,7 @@ def test_confirm_adds_k_per_front_member_off_the_budget_and_front_and_a_rerun_ad
     # (One Ray start less for the suite: the search also checks that an OOM trial does not stop a study
     # whose max_failures is 0.)
     monkeypatch.setenv("SKSEARCH_INJECT_FAULT", "0:oom")
-    path = write_study(tmp_path, n_trials=3, epochs=1, concurrent=2)
+    path = write_study(tmp_path, n_trials=3, epochs=1, concurrent=1)
     path.write_text(path.read_text().replace("max_failures: 3", "max_failures: 0"))
     cfg = load_study(path)
     assert main([str(path), "--confirm", "1"]) == 2  # no study yet: nothing to confirm, nothing written

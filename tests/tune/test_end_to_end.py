@@ -19,8 +19,9 @@ CONTRACT_ATTRS = {"spec", "params", "macs", "epochs_done", "max_epochs", "full_f
 
 def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, monkeypatch):
     # Trial 1 raises after its first epoch: it must be FAIL with its error while the study completes.
+    # One trial process at a time: what is checked does not need two (and a trial process costs ~5 CPU-s to start).
     monkeypatch.setenv("SKSEARCH_INJECT_FAULT", "1:raise")
-    path = write_study(tmp_path, n_trials=4, epochs=2)
+    path = write_study(tmp_path, n_trials=4, epochs=2, concurrent=1)
     out = io.StringIO()
     assert run_study(load_study(path), out=out) == 0
     text = out.getvalue()
@@ -55,11 +56,11 @@ def test_tiny_study_records_the_contract_and_survives_a_failing_trial(tmp_path, 
     assert pointer is None or pointer in text
 
     # Rerunning the finished study trains nothing more and keeps every trial; a harmless edit is said.
-    path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
+    path.write_text(path.read_text().replace("max_concurrent: 1", "max_concurrent: 2"))
     forbid_ray_start(monkeypatch)  # nothing is left to train: Ray is not even started
     rerun = io.StringIO()
     assert run_study(load_study(path), out=rerun) == 0
-    assert "tune.max_concurrent (2 -> 1)" in rerun.getvalue()
+    assert "tune.max_concurrent (1 -> 2)" in rerun.getvalue()
     assert [t.number for t in counted(load(path))] == [t.number for t in trials]
 
 
@@ -90,7 +91,7 @@ def test_an_edited_recipe_is_refused_before_ray_starts(tmp_path, capsys, monkeyp
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
-    path = write_study(tmp_path, n_trials=6, epochs=3,
+    path = write_study(tmp_path, n_trials=6, epochs=3, concurrent=1,
                        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3})
     assert run_study(load_study(path), out=io.StringIO()) == 0
     trials = counted(load(path))

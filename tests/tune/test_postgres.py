@@ -18,7 +18,7 @@ from tests.tune.helpers import REPO, counted, load, write_study
 def test_tiny_study_on_postgres_never_prints_the_password(tmp_path, postgres_url):
     # Trust authentication accepts any password, which lets us check that none is ever printed.
     url = postgres_url.replace("postgres@", "postgres:s3cret-pw@")
-    path = write_study(tmp_path, n_trials=2, epochs=1, storage=url)
+    path = write_study(tmp_path, n_trials=2, epochs=1, concurrent=1, storage=url)
     out = io.StringIO()
     try:
         assert run_study(load_study(path), out=out) == 0
