@@ -42,12 +42,26 @@ def token_env() -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
-def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`ray start ARGS --block`: --block keeps the node in the foreground, in a process group of its own, so that
-    stop_node stops exactly this node."""
-    return subprocess.Popen([str(RAY), "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block",
-                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=env)
+# What `ray start` prints once the node's raylet has registered with the GCS (ray._private.node.Node waits for
+# that before it returns): the node is up and a driver can join it.
+STARTED = "Ray runtime started."
+
+
+def start_node(args: list[str], env: dict[str, str], log: Path, timeout: float = 120) -> subprocess.Popen:
+    """`ray start ARGS --block`, its output in `log`, returned once the node is up (STARTED in `log`). --block keeps
+    the node in the foreground, in a process group of its own, so that stop_node stops exactly this node."""
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(RAY), "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+                                 "--block", *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env)
+    deadline = time.monotonic() + timeout
+    while STARTED not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_node(proc)
+            raise RuntimeError(f"`ray start {' '.join(args)}` did not start within {timeout:g} s (exit {proc.returncode}): "
+                               f"{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    return proc
 
 
 def stop_node(proc: subprocess.Popen | None) -> None:
@@ -69,25 +83,6 @@ def temp_dir() -> str:
     return tempfile.mkdtemp(prefix="skray", dir="/tmp")
 
 
-def wait_until_joinable(address: str, env: dict[str, str], proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll until a driver can join the head at `address` (its GCS answers and its raylet has registered)."""
-    code = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); "
-            "sys.exit(0 if any(n['Alive'] for n in ray.nodes()) else 1)")
-    host, port = address.split(":")
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"`ray start` for {address} ended with exit {proc.returncode}")
-        with contextlib.suppress(OSError):
-            socket.create_connection((host, int(port)), timeout=1).close()
-            if subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True,
-                              timeout=60).returncode == 0:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the Ray head at {address} did not come up within {timeout:g} s")
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def ray_head(num_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
     """A Ray head on a free port with `num_cpus` CPUs and no token (a driver that already imported Ray reads the
@@ -99,11 +94,12 @@ def ray_head(num_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
     env.pop("RAY_ADDRESS")  # `ray start --head` with RAY_ADDRESS set would try to join it
     folder = temp_dir()
     # no dashboard and no log monitor (the studies do not send workers' logs to the driver): less CPU idling
-    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--include-log-monitor", "false",
-                       "--temp-dir", folder, "--num-cpus", str(num_cpus)], env)
     try:
-        wait_until_joinable(address, {**env, **join}, head)
-        yield address, join
+        head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--include-log-monitor",
+                           "false", "--temp-dir", folder, "--num-cpus", str(num_cpus)], env, Path(folder) / "start.log")
+        try:
+            yield address, join
+        finally:
+            stop_node(head)
     finally:
-        stop_node(head)
         shutil.rmtree(folder, ignore_errors=True)

@@ -52,14 +52,27 @@ def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 300, *
                           env=full_env, timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
 
 
+_SERVER_STORAGES: dict[str, Any] = {}
+
+
+def _read_storage(url: str) -> Any:
+    """Read-only: a test that polls while the driver creates the database must not create tables itself. One per
+    database server URL for the process: a poll every 0.2 s would otherwise fork a PostgreSQL backend each time.
+    A SQLite file is opened afresh (a test may delete it and make it again)."""
+    from sksearch.storage.open import open_storage, sqlite_path
+
+    if sqlite_path(url) is not None:
+        return open_storage(url, read_only=True)
+    if url not in _SERVER_STORAGES:
+        _SERVER_STORAGES[url] = open_storage(url, read_only=True)
+    return _SERVER_STORAGES[url]
+
+
 def load(path: Path, storage: str | None = None) -> optuna.Study:
     from sksearch.config import load_study
 
-    from sksearch.storage.open import open_storage
-
     cfg = load_study(path)
-    # Read-only: a test that polls while the driver creates the database must not create tables itself.
-    return optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url(storage), read_only=True))
+    return optuna.load_study(study_name=cfg.name, storage=_read_storage(cfg.storage_url(storage)))
 
 
 def load_if_created(path: Path, storage: str | None = None) -> optuna.Study | None:

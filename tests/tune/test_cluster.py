@@ -12,7 +12,7 @@ from typing import Iterator
 import yaml
 from optuna.trial import TrialState
 
-from tests.ray_nodes import RAY, free_port, start_node, stop_node, temp_dir, token_env
+from tests.ray_nodes import free_port, start_node, stop_node, temp_dir, token_env
 from tests.tune.helpers import counted, load, load_if_created, run_cli, wait_for, write_study
 
 # Every process that talks to these clusters carries their token (tests/ray_nodes.py).
@@ -25,22 +25,6 @@ LONG_TRIALS = {"name": "synthetic", "train_size": 3200, "test_size": 20, "seed":
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **TOKEN, **FAST_HEALTH}
 
 
-def _nodes_alive(address: str) -> int:
-    out = subprocess.run([str(RAY), "status", "--address", address], capture_output=True, text=True, timeout=60,
-                         env=ENV)
-    lines = out.stdout.splitlines()
-    try:
-        start = lines.index("Active:") + 1
-    except ValueError:
-        return 0
-    n = 0
-    for line in lines[start:]:
-        if not line.strip().startswith("1 node_"):
-            break
-        n += 1
-    return n
-
-
 @contextlib.contextmanager
 def two_node_cluster(head_cpus: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
     """A head and a worker node on free ports, one CPU each (the head `head_cpus`): (address, the worker's
@@ -48,14 +32,11 @@ def two_node_cluster(head_cpus: int = 1) -> Iterator[tuple[str, subprocess.Popen
     port = free_port()
     address = f"127.0.0.1:{port}"
     ray_tmp = temp_dir()
-    head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", ray_tmp,
-                       "--num-cpus", str(head_cpus)], ENV)
-    worker = None
+    head = worker = None
     try:
-        wait_for(lambda: _nodes_alive(address) >= 1, timeout=90, what="the head node is up", poll=0.5)
-        head_only = _nodes_alive(address)
-        worker = start_node(["--address", address, "--num-cpus", "1"], ENV)
-        wait_for(lambda: _nodes_alive(address) == head_only + 1, timeout=90, what="the worker node joined", poll=0.5)
+        head = start_node(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", ray_tmp,
+                           "--num-cpus", str(head_cpus)], ENV, Path(ray_tmp) / "head.log")
+        worker = start_node(["--address", address, "--num-cpus", "1"], ENV, Path(ray_tmp) / "worker.log")
         yield address, worker
     finally:
         for proc in (worker, head):
