@@ -3,9 +3,13 @@ searcher's order (count, ask, sample, claim, epochs, tell), with a sleep in plac
 ledger, not Ray: `sksearch run` itself is covered by a few end-to-end cells.
 
     python -m tests.tune.ledger_driver URL STUDY N_TRIALS   (SKSEARCH_FAULT picks where it dies)
+
+or forked(...) in a process of a fork server that has imported this module (what the fault matrix does: each
+cell starts two to four drivers, and a fresh Python process spends about a second importing Optuna and sksearch).
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -13,7 +17,7 @@ import optuna
 
 from sksearch.config import StudyConfig
 from sksearch.storage import records as st
-from sksearch.storage.open import load_or_create_study, open_storage
+from sksearch.storage.open import open_storage
 from sksearch.storage.ledger import Ledger
 
 EPOCHS = 2
@@ -56,6 +60,18 @@ def main(url: str, name: str, n_trials: int) -> int:
                                   params=width, macs=2 * width, error=None)
     finally:
         ledger.close()
+
+
+def forked(url: str, name: str, n_trials: int, fault: str | None, log: str) -> None:
+    """main() in a process forked from a warm one (tests/tune/test_fault_matrix.py): its output in `log`, its
+    SKSEARCH_FAULT `fault`. A fork server's children get its environment, not the test's: set it here."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.environ.pop("SKSEARCH_FAULT", None)
+    if fault:
+        os.environ["SKSEARCH_FAULT"] = fault
+    sys.exit(main(url, name, n_trials))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """The fault matrix (issue 11): every step of a trial's life where a driver can die x {one driver, two drivers}
 x {SQLite, PostgreSQL}. Real processes and real databases: drivers (tests/tune/ledger_driver.py, the real
-Ledger with a sleep for training) are killed by SKSEARCH_FAULT at the step, then rerun. Every cell must end
-with exactly n_trials trained, nothing RUNNING, no hang (timeouts), and few discarded claims.
+Ledger with a sleep for training, each a process forked from a fork server) are killed by SKSEARCH_FAULT at the
+step, then rerun. Every cell must end with exactly n_trials trained, nothing RUNNING, no hang (timeouts), and
+few discarded claims.
 
 Two-driver cells: the first driver dies at its first visit of the step and the second at its second (so it
 lives on beside a dead one's trial for a while), then two healthy drivers rerun concurrently.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import multiprocessing
+import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,7 +22,8 @@ from sksearch.storage import records as st
 from sksearch.storage.open import load_or_create_study, open_storage
 from sksearch.storage.ledger import FAULT_EXIT, FAULT_STEPS
 
-from tests.tune.helpers import REPO, counted
+from tests.tune import ledger_driver
+from tests.tune.helpers import counted
 from tests.tune.ledger_driver import config
 
 N_TRIALS = 3
@@ -40,34 +42,43 @@ def store(request, tmp_path):
     optuna.delete_study(study_name=name, storage=url)
 
 
-def _drivers(url: str, name: str, faults: list[str | None]) -> list[tuple[int, str]]:
-    procs = []
-    for fault in faults:
-        env = {k: v for k, v in os.environ.items() if k != "SKSEARCH_FAULT"}
-        env.update({"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **({"SKSEARCH_FAULT": fault} if fault else {})})
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.tune.ledger_driver", url, name, str(N_TRIALS)],
-                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    done = []
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """Drivers are forked from a process that has imported tests.tune.ledger_driver (Python's fork server, started
+    once per test process): real processes with their own connections, which die at the step like any driver,
+    without a second of imports each."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tests.tune.ledger_driver"])
+    return ctx
+
+
+def _drivers(url: str, name: str, faults: list[str | None], folder: Path) -> list[tuple[int, str]]:
+    ctx = _fork_server()
+    logs = [folder / f"driver-{uuid.uuid4().hex[:6]}.log" for _ in faults]
+    procs = [ctx.Process(target=ledger_driver.forked, args=(url, name, N_TRIALS, fault, str(log)))
+             for fault, log in zip(faults, logs)]
     for p in procs:
-        try:
-            out = p.communicate(timeout=TIMEOUT)[0]
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise AssertionError(f"a driver hung for {TIMEOUT}s (faults {faults})")
-        done.append((p.returncode, out))
-    return done
+        p.start()
+    deadline = time.monotonic() + TIMEOUT
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    if any(p.exitcode is None for p in procs):
+        for p in procs:
+            p.kill()
+            p.join()
+        raise AssertionError(f"a driver hung for {TIMEOUT}s (faults {faults})")
+    return [(p.exitcode, log.read_text()) for p, log in zip(procs, logs)]
 
 
 @pytest.mark.parametrize("drivers", [1, 2])
 @pytest.mark.parametrize("step", FAULT_STEPS)
-def test_killed_at_step_then_rerun_trains_exactly_n_trials(store, step, drivers):
+def test_killed_at_step_then_rerun_trains_exactly_n_trials(store, step, drivers, tmp_path):
     url, name = store
+    folder = tmp_path
     faults = [step] if drivers == 1 else [f"{step}:1", f"{step}:2"]
-    first = _drivers(url, name, faults)
+    first = _drivers(url, name, faults, folder)
     assert first[0][0] == FAULT_EXIT, first[0][1]
     assert all(rc in (0, FAULT_EXIT) for rc, _ in first), first
-    rerun = _drivers(url, name, [None] * drivers)
+    rerun = _drivers(url, name, [None] * drivers, folder)
     assert [rc for rc, _ in rerun] == [0] * drivers, rerun
 
     study = optuna.load_study(study_name=name, storage=url)
