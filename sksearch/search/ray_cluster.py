@@ -29,7 +29,7 @@ RAY_ENV = {
 }
 # What Ray's worker processes read, passed on where set: a cluster's workers do not inherit the driver's
 # environment (the fault injection of sksearch.search.trial included, so that chaos tests work on a cluster).
-WORKER_ENV = ("TUNE_FUNCTION_THREAD_TIMEOUT_S", "SKSEARCH_INJECT_FAULT")
+WORKER_ENV = ("TUNE_FUNCTION_THREAD_TIMEOUT_S", "SKSEARCH_INJECT_FAULT", "SKSEARCH_RELEASE")
 
 
 def worker_env() -> dict[str, str]:

@@ -39,14 +39,25 @@ def error_fields(exc: BaseException, gpu_share: float = 0) -> dict[str, str]:
 
 
 def injected_fault(trial_number: int) -> str | None:
-    """Chaos testing: SKSEARCH_INJECT_FAULT="3:raise,5:exit,6:nan,7:oom" makes trial 3 raise after its first
-    epoch, trial 5's process die (as an out-of-memory kill would), trial 6's loss become NaN and trial 7
-    raise a CUDA out-of-memory error. Off unless set."""
+    """Chaos testing: SKSEARCH_INJECT_FAULT="3:raise,5:exit,6:nan,7:oom,8:hold" makes trial 3 raise after its first
+    epoch, trial 5's process die (as an out-of-memory kill would), trial 6's loss become NaN, trial 7 raise a CUDA
+    out-of-memory error, and trial 8 wait after its first epoch's report until the file SKSEARCH_RELEASE names
+    exists (a test then acts on a trial known to be mid-training). Off unless set."""
     for item in os.environ.get("SKSEARCH_INJECT_FAULT", "").split(","):
         num, _, kind = item.partition(":")
         if num.strip().isdigit() and int(num) == trial_number:
             return kind.strip() or "raise"
     return None
+
+
+def _hold(timeout: float = 600) -> None:
+    """The "hold" fault: wait (at most `timeout` s) until the file SKSEARCH_RELEASE names exists."""
+    name = os.environ.get("SKSEARCH_RELEASE")
+    if not name:
+        raise RuntimeError("the injected fault 'hold' needs SKSEARCH_RELEASE, the file that releases the trial")
+    deadline = time.monotonic() + timeout
+    while not Path(name).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _node_name() -> str:
@@ -160,6 +171,8 @@ def run_trial(config: dict[str, Any], study: dict[str, Any], threads: int, env: 
                                           compile_seconds=r.compile_seconds,  # issue 14: compiling timed apart
                                           weights=weights, state=state, resumed_at=resumed_at))
         reporting = False
+        if fault == "hold" and r.epoch == 1:
+            _hold()
 
     gpu_share = cfg.tune.resources_per_trial.gpu
     device = torch.device("cpu")

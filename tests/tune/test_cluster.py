@@ -20,8 +20,9 @@ TOKEN = token_env()
 # A dead node is declared after a few missed health checks: seconds here, not Ray's default half a minute.
 FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
                "RAY_health_check_failure_threshold": "3"}
-# Ten times the tests' usual data: a trial trains for several seconds, so that the node is killed mid-trial.
-LONG_TRIALS = {"name": "synthetic", "train_size": 3200, "test_size": 20, "seed": 0}
+# Trials 0 and 1 wait after their first epoch until the test creates the release file: the node is killed under
+# a trial known to be mid-training (sksearch.search.trial.injected_fault).
+HOLD = {"SKSEARCH_INJECT_FAULT": "0:hold,1:hold"}
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **TOKEN, **FAST_HEALTH}
 
 
@@ -57,9 +58,12 @@ def test_study_runs_on_a_local_two_node_cluster(tmp_path):
 
 def _kill_worker_mid_trial(path: Path, address: str, worker: subprocess.Popen, log: Path, *, nodes: int) -> int:
     """Run the study as a subprocess driver, SIGKILL the worker node's process group (its raylet and its
-    workers) once trials train on `nodes` nodes, and return the driver's exit status."""
+    workers) once held trials (HOLD) train on `nodes` nodes, release the survivors once the loss is recorded (or
+    the driver has ended), and return the driver's exit status."""
+    release = path.parent / "release"
     driver = subprocess.Popen([os.sys.executable, "-m", "sksearch.run", str(path), "--address", address],
-                              env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                              env={**ENV, **HOLD, "SKSEARCH_RELEASE": str(release), "PYTHONUNBUFFERED": "1"},
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         def training_on_enough_nodes():
             if driver.poll() is not None:
@@ -71,6 +75,14 @@ def _kill_worker_mid_trial(path: Path, address: str, worker: subprocess.Popen, l
 
         wait_for(training_on_enough_nodes, timeout=240, what=f"trials training on {nodes} node(s)")
         os.killpg(worker.pid, signal.SIGKILL)
+
+        def loss_recorded():
+            study = load_if_created(path)
+            return driver.poll() is not None or any(t.user_attrs.get("error_kind") == "node_lost"
+                                                    for t in study.get_trials())
+
+        wait_for(loss_recorded, timeout=240, what="the lost trial recorded")
+        release.touch()  # the held trial on the head (if any) goes on
         return driver.wait(timeout=300)
     finally:
         if driver.poll() is None:
@@ -82,8 +94,8 @@ def test_a_node_that_dies_mid_trial_costs_its_trial_not_the_study(tmp_path):
     while both nodes train: its trial is recorded FAIL with error_kind node_lost, not counted toward
     max_failures (0 here), and replaced; the study ends with exactly n_trials on the head node."""
     with two_node_cluster() as (address, worker):
-        # Two epochs: the kill lands in the second (a trial's node is recorded with its first).
-        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=2, dataset=LONG_TRIALS)
+        # Two epochs: the kill lands after the first (a trial's node is recorded with it), while the trial is held.
+        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=2)
         data = yaml.safe_load(path.read_text())
         data["tune"]["max_failures"] = 0  # a lost node is no failure of the trial's
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -102,7 +114,7 @@ def test_when_no_node_left_can_hold_a_trial_one_line_says_so(tmp_path):
     """Only the worker has CPUs (the head has none); it dies mid-trial: no node can hold a trial any more,
     so the run stops with one line and exit 1 instead of Ray waiting for ever; the trial is node_lost."""
     with two_node_cluster(head_cpus=0) as (address, worker):
-        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=1, dataset=LONG_TRIALS)
+        path = write_study(tmp_path, n_trials=2, epochs=2, concurrent=1)
         log = tmp_path / "driver.log"
         assert _kill_worker_mid_trial(path, address, worker, log, nodes=1) == 1, log.read_text()[-3000:]
         out = log.read_text()
