@@ -26,17 +26,20 @@ demo: $(STAMP)
 
 # The suite on $(TEST_WORKERS) pytest-xdist workers (4 keep both cores of a 2-core machine busy, 1.5 % idle over a
 # run; 8 were no faster and timed trials out), in a new random order each run (pytest-randomly prints the
-# seed; --randomly-seed=N repeats an order). test-serial runs it in one process; test-fast skips the tests
-# marked slow (real Ray runs, subprocess drivers, DDP), for the inner loop.
+# seed; --randomly-seed=N repeats an order). worksteal: a worker that runs out takes tests still queued on
+# another (with plain load scheduling one worker once ran a whole module of long fault tests alone at the end).
+# test-serial runs it in one process; test-fast skips the tests marked slow (real Ray runs, subprocess drivers,
+# DDP), for the inner loop.
 TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist worksteal
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
+	$(PY) -m pytest -q $(XDIST) --durations=15
 
 test-serial: $(DEV_STAMP)
 	$(PY) -m pytest -q -p no:xdist --durations=15
 
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 # The documentation site (MkDocs + Material), built into site/; --strict turns a broken link into a failure.
 docs: $(DEV_STAMP)

@@ -78,7 +78,7 @@ def main() -> int:
     p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = p.parse_args()
     # As `make test` runs it (Makefile: TEST_WORKERS) unless pytest arguments are given.
-    pytest_args = args.pytest_args or ["-n", os.environ.get("TEST_WORKERS", "4")]
+    pytest_args = args.pytest_args or ["-n", os.environ.get("TEST_WORKERS", "4"), "--dist", "worksteal"]
     print(machine_note())
     rc = 0
     for i in range(args.runs):
