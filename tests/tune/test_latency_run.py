@@ -45,7 +45,7 @@ def test_latency_as_objective_budget_and_scheduler_cost(tmp_path, monkeypatch):
             break
     else:
         raise AssertionError(f"no sampler seed draws an over-budget spec first: {predicted}")
-    path = write_study(tmp_path, name="lat", n_trials=3, epochs=2, objectives=objectives, latency=TIMING,
+    path = write_study(tmp_path, name="lat", n_trials=3, epochs=2, concurrent=1, objectives=objectives, latency=TIMING,
                        constraints={"max_latency_ms": limit},
                        scheduler={"type": "pareto_asha", "cost": "latency", "grace_period": 1,
                                   "reduction_factor": 2})
