@@ -78,8 +78,8 @@ def _kill_worker_mid_trial(path: Path, address: str, worker: subprocess.Popen, l
 
         def loss_recorded():
             study = load_if_created(path)
-            return driver.poll() is not None or any(t.user_attrs.get("error_kind") == "node_lost"
-                                                    for t in study.get_trials())
+            return driver.poll() is not None or study is not None and any(
+                t.user_attrs.get("error_kind") == "node_lost" for t in study.get_trials())
 
         wait_for(loss_recorded, timeout=240, what="the lost trial recorded")
         release.touch()  # the held trial on the head (if any) goes on
