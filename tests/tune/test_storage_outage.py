@@ -135,7 +135,9 @@ def test_a_study_rides_out_a_database_restart(tmp_path, own_postgres, drivers):
     """Stopped for longer than the heartbeat grace period (4 s here) while trials train, then started again:
     every driver waits, goes on, and the study ends with exactly n_trials, nothing RUNNING, no trial failed
     for the outage, no traceback."""
-    path = write_study(tmp_path, n_trials=3, epochs=2, concurrent=2,
+    # One driver: two trials in flight through the outage. Two drivers: one each (what matters there is that
+    # neither fails the other's trials as stale).
+    path = write_study(tmp_path, n_trials=3, epochs=2, concurrent=3 - drivers,
                        storage={"url": own_postgres.url, "retry_seconds": 120})
     logs = [tmp_path / f"driver{i}.log" for i in range(drivers)]
     procs = [_driver(path, log) for log in logs]
