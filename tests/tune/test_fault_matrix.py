@@ -73,12 +73,11 @@ def _drivers(url: str, name: str, faults: list[str | None], folder: Path) -> lis
 @pytest.mark.parametrize("step", FAULT_STEPS)
 def test_killed_at_step_then_rerun_trains_exactly_n_trials(store, step, drivers, tmp_path):
     url, name = store
-    folder = tmp_path
     faults = [step] if drivers == 1 else [f"{step}:1", f"{step}:2"]
-    first = _drivers(url, name, faults, folder)
+    first = _drivers(url, name, faults, tmp_path)
     assert first[0][0] == FAULT_EXIT, first[0][1]
     assert all(rc in (0, FAULT_EXIT) for rc, _ in first), first
-    rerun = _drivers(url, name, [None] * drivers, folder)
+    rerun = _drivers(url, name, [None] * drivers, tmp_path)
     assert [rc for rc, _ in rerun] == [0] * drivers, rerun
 
     study = optuna.load_study(study_name=name, storage=url)
