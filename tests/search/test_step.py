@@ -3,6 +3,7 @@ studies in the study's own storage."""
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from sksearch.config import load_study
 from sksearch.search import protocol, step as step_module
@@ -58,3 +59,33 @@ def test_a_used_up_space_ends_normally_and_an_infeasible_one_stops(tmp_path, mon
     assert isinstance(got, NothingLeft) and not got.exhausted and "4 sampled specs in a row were infeasible" in got.reason
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 4 and all(st.status(t) == "infeasible" for t in trials)
+
+
+@pytest.mark.slow
+def test_the_gp_sampler_draws_the_conditional_parameters_quietly(tmp_path, caplog):
+    # GPSampler models only the parameters every trial has; the per-path ones are drawn at random, which it
+    # would otherwise announce once per parameter per trial.
+    import yaml
+
+    from sksearch.search.samplers import make_sampler
+
+    path = write_study(tmp_path, epochs=EPOCHS)
+    data = yaml.safe_load(path.read_text())
+    data["tune"]["sampler"] = {"type": "gp", "seed": 0, "n_startup_trials": 2}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_study(path)
+    space = SearchSpace.load(cfg.space_path())
+    study = optuna.create_study(study_name=cfg.name, storage=open_storage(cfg.storage_url()),
+                                directions=[o.direction for o in cfg.objectives], sampler=make_sampler(cfg))
+    for params, feas in _networks(cfg, 3):
+        _train(study, cfg, space, params, [0.2, 0.3, 0.4, 0.5 + feas.macs / 1e9])
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            step = ProposalStep(cfg, space, study)
+            drawn = [step.next() for _ in range(6)]
+    finally:
+        optuna.logging.disable_propagation()
+    assert all(isinstance(got, Drawn) and got.feas.feasible for got in drawn)
+    assert any("path2.kernel" in got.trial.params for got in drawn)  # conditional parameters were drawn
+    assert not [r for r in caplog.records if "independently" in r.getMessage()]
