@@ -8,15 +8,18 @@ in two objectives); propose the best. The searcher enqueues the proposal's param
 trial is an ordinary define-by-run trial for storage, dashboard, resume and several drivers.
 
 The model: scikit-learn's Gaussian process (Matern 5/2 with one length scale over the standardised spec
-features and the epoch, plus white noise with a floor): with a length scale per feature, the fit explained
-a few dozen curves too well and its predictions for stopped networks were over-confident (2 sd covered
-15-69 % of them, not 95 %; bench/schedulers/model_calibration.py). It learns from every trial the study
-holds: its accuracy_history at epochs 1, 3, 9, ... and its last, so pruned trials (their rungs), partial
-ones and seed confirmations teach it as full ones do. Why a GP: a few hundred observations at most, smooth
-in the features that matter (log cost, paths, attention width), calibrated uncertainty for the expected
-improvement, and a well-kept implementation. Running
-trials are pending: they join the front at their predicted mean (a constant liar) so parallel slots
-spread out. The first few proposals are random (the model needs data).
+features, plus white noise with a floor): with a length scale per feature, the fit explained a few dozen
+curves too well and its predictions for stopped networks were over-confident (bench/schedulers/
+model_calibration.py). It learns from every trial the study holds, pruned ones (their rungs), partial ones
+and seed confirmations as well as full ones: every rung is a point in (features, epoch), and once the study
+has MIN_CURVES curves trained in full, each unfinished trial is also an observation of its final accuracy,
+predicted from its last epoch by a line fitted to those curves (RungToFinal), with that line's prediction
+variance as the observation's own noise: an epoch-1 result that says little about the final one moves the
+model little, an epoch-3 one more. Why a GP: a few hundred observations at most, smooth in the features
+that matter (log cost, paths, attention width), calibrated uncertainty for the expected improvement, known
+per-observation noise, and a well-kept implementation. Running trials are pending: they join the front at
+their predicted mean (a constant liar) so parallel slots spread out. The first few proposals are random
+(the model needs data).
 
 With tune.scheduler.pause, trials a rung stopped keep their training state, and each paused trial competes
 with the pool by the same expected front gain (its predicted full-fidelity accuracy, its known cost): the
@@ -49,6 +52,7 @@ from sksearch.storage import records as st
 NOISE_FLOOR = 0.05
 MAX_OBSERVATIONS = 600  # a GP fit is cubic in these; beyond, the oldest trials go
 RETUNE_GROWTH = 1.25    # the kernel's hyperparameters are re-optimised when the data grew by this factor
+MIN_CURVES = 3          # full-fidelity curves before a rung's accuracy is read as a final one (RungToFinal)
 
 
 def _on_ladder(epoch: int) -> bool:
@@ -57,6 +61,57 @@ def _on_ladder(epoch: int) -> bool:
     while epoch % 3 == 0:
         epoch //= 3
     return epoch == 1
+
+
+def _finite_prefix(history: Sequence[float | None]) -> list[float]:
+    """A curve up to its first missing or non-finite epoch (a trial that diverged)."""
+    out = []
+    for acc in history:
+        if acc is None or not math.isfinite(acc):
+            break
+        out.append(float(acc))
+    return out
+
+
+@dataclass
+class RungToFinal:
+    """The learning curves' answer to "what will a network that measured a at epoch e reach at the budget?":
+    per epoch, a least-squares line of final accuracy on that epoch's accuracy over the study's curves
+    trained in full, and its prediction variance (residual variance x (1 + 1/n + (a - mean)^2 / Sxx)). On
+    the SK tables an epoch-1 accuracy barely ranks the final ones (Spearman 0.14 / 0.19) and an epoch-3 one
+    does (0.72 / 0.87): the line's residual says how much each rung is worth, so rung-1 results come in
+    with about the spread of the finals themselves and rung-3 results with much less."""
+
+    curves: list[list[float]]  # full-fidelity curves (at least max_epochs long), confirmations included
+    max_epochs: int
+
+    @classmethod
+    def from_trials(cls, trials: Sequence[FrozenTrial], max_epochs: int) -> RungToFinal:
+        curves = []
+        for t in trials:
+            if st.status(t) in ("full", "confirmation"):
+                curve = _finite_prefix(t.user_attrs.get(st.Key.ACCURACY_HISTORY) or [])
+                if len(curve) >= max_epochs:
+                    curves.append(curve[:max_epochs])
+        return cls(curves, max_epochs)
+
+    def ready(self) -> bool:
+        return len(self.curves) >= MIN_CURVES
+
+    def predict(self, epoch: int, accuracy: float) -> tuple[float, float]:
+        """Mean and variance of the full-fidelity accuracy of a curve at `accuracy` after `epoch` epochs."""
+        if epoch >= self.max_epochs:
+            return float(accuracy), 0.0
+        x = np.array([c[epoch - 1] for c in self.curves])
+        y = np.array([c[-1] for c in self.curves])
+        n, xm, ym = len(x), float(x.mean()), float(y.mean())
+        sxx = float(((x - xm) ** 2).sum())
+        # A later accuracy does not fall with an earlier one: a negative slope is noise of a few curves.
+        slope = max(float(((x - xm) * (y - ym)).sum()) / sxx, 0.0) if sxx > 1e-12 else 0.0
+        residual = float(((y - ym - slope * (x - xm)) ** 2).sum()) / max(n - 2, 1)
+        spread = (accuracy - xm) ** 2 / sxx if sxx > 1e-12 else 0.0
+        var = residual * (1 + 1 / n + min(spread, 1e3))
+        return float(np.clip(ym + slope * (accuracy - xm), 0.0, 1.0)), max(var, 1e-6)
 
 
 def spec_features(spec: ArchSpec, macs: float, params: float) -> list[float]:
@@ -139,30 +194,43 @@ class FrontGainProposer:
         self._by_trial[t._trial_id] = spec.identity(), spec_features(spec, macs, params)
         return self._by_trial[t._trial_id]
 
-    def observations(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
-        """(features + epoch, accuracy) of what every trial recorded, at the ladder's epochs and its last:
-        full, pruned, partial, confirmations, and failed ones up to their failure. Copies of a twin add
-        nothing new."""
+    def observations(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features + epoch, accuracy, noise variance) of what every trial recorded: full, pruned, partial,
+        confirmations, and failed ones up to their failure. Copies of a twin add nothing new.
+
+        Every trial's curve at the ladder's epochs (1, 3, 9, ...) and its last, as points in (features, epoch),
+        noise-free: across many networks, early accuracy and the features say together where a network ends.
+        Once the study has MIN_CURVES curves trained in full, each unfinished trial is also one observation at
+        the budget: the final accuracy its last epoch predicts on those curves (RungToFinal), with the
+        prediction's variance as its own noise, so an epoch-3 result says more about its own network's end
+        than an epoch-1 one (bench/schedulers/model_calibration.py)."""
         rows: list[list[float]] = []
         ys: list[float] = []
+        noise: list[float] = []
+        curves = RungToFinal.from_trials(trials, self.max_epochs)
+        top = self._epoch_feature(self.max_epochs)
         continued = st.continued_trials(trials)  # their curve is the start of their continuation's
         for t in sorted(trials, key=lambda t: -t.number):  # newest first: the cap drops the oldest
             if st.status(t) in ("duplicate", "infeasible") or t.number in continued:
                 continue
-            history = t.user_attrs.get(st.Key.ACCURACY_HISTORY) or []
+            history = _finite_prefix(t.user_attrs.get(st.Key.ACCURACY_HISTORY) or [])
             got = self._trial_features(t) if history else None
             if got is None:
                 continue
             for epoch, acc in enumerate(history, 1):
-                if acc is None or not math.isfinite(acc):
-                    break
-                if epoch != len(history) and not _on_ladder(epoch):
-                    continue
-                rows.append(got[1] + [self._epoch_feature(epoch)])
-                ys.append(float(acc))
+                if epoch == len(history) or _on_ladder(epoch):
+                    rows.append(got[1] + [self._epoch_feature(epoch)])
+                    ys.append(acc)
+                    noise.append(0.0)
+            if curves.ready() and len(history) < self.max_epochs:
+                mean, var = curves.predict(len(history), history[-1])
+                rows.append(got[1] + [top])
+                ys.append(mean)
+                noise.append(var)
             if len(rows) >= MAX_OBSERVATIONS:
                 break
-        return np.array(rows, dtype=float).reshape(len(rows), -1), np.array(ys, dtype=float)
+        return (np.array(rows, dtype=float).reshape(len(rows), -1), np.array(ys, dtype=float),
+                np.array(noise, dtype=float))
 
     def _epoch_feature(self, epoch: int) -> float:
         return math.log(epoch) / math.log(self.max_epochs) if self.max_epochs > 1 else 1.0
@@ -175,19 +243,23 @@ class FrontGainProposer:
 
         return ConstantKernel(1.0, (1e-2, 1e2)) * Matern(1.0, (1e-2, 1e3), nu=2.5) + WhiteKernel(0.1, (NOISE_FLOOR, 1.0))
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Any:
-        """The GP on (x, y). Its kernel's hyperparameters are optimised (marginal likelihood) when the data
-        has grown by RETUNE_GROWTH since the last time, else reused: a refit is then one solve."""
+    def fit(self, x: np.ndarray, y: np.ndarray, noise: np.ndarray | None = None) -> Any:
+        """The GP on (x, y), each y with its own known error variance `noise` (a final accuracy predicted from
+        a rung) on top of the kernel's white noise. Its kernel's hyperparameters are optimised (marginal
+        likelihood) when the data has grown by RETUNE_GROWTH since the last time, else reused: a refit is
+        then one solve."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        # sklearn adds alpha to the kernel's diagonal after normalising y: in units of y's variance
+        alpha = 1e-10 if noise is None else np.maximum(noise / max(float(np.var(y)), 1e-12), 1e-10)
         retune = self._kernel is None or len(y) >= RETUNE_GROWTH * self._tuned_at
         if retune:
-            gp = GaussianProcessRegressor(self.new_kernel(x.shape[1]), normalize_y=True, n_restarts_optimizer=1,
-                                          random_state=self.seed)
+            gp = GaussianProcessRegressor(self.new_kernel(x.shape[1]), alpha=alpha, normalize_y=True,
+                                          n_restarts_optimizer=1, random_state=self.seed)
         else:
-            gp = GaussianProcessRegressor(self._kernel, normalize_y=True, optimizer=None)
+            gp = GaussianProcessRegressor(self._kernel, alpha=alpha, normalize_y=True, optimizer=None)
         model = make_pipeline(StandardScaler(), gp)
         with warnings.catch_warnings():  # a length scale at its bound is fine: that feature does not matter
             warnings.simplefilter("ignore")
@@ -229,10 +301,10 @@ class FrontGainProposer:
             if new_specs else []
         if not pool and not paused:
             return None
-        x, y = self.observations(trials)
-        key = (len(y), float(y.sum()))
+        x, y, noise = self.observations(trials)
+        key = (len(y), float(y.sum()), float(noise.sum()))
         if key != self._model_key:
-            self._model, self._model_key = self.fit(x, y), key
+            self._model, self._model_key = self.fit(x, y, noise), key
         model = self._model
 
         front, scales = self._front(trials, pool)

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
+import numpy as np
 import optuna
+import pytest
 import yaml
 
 from sksearch.config import load_study
 from sksearch.search.dryrun import iter_distinct
 from sksearch.search.feasibility import sample_feasibility
-from sksearch.search.proposals import FrontGainProposer
+from sksearch.search.proposals import FrontGainProposer, RungToFinal
 from sksearch.search.space import SearchSpace
 from sksearch.storage import records as st
 from sksearch.storage.open import open_storage
@@ -181,3 +182,21 @@ def test_latency_is_a_known_cost_to_the_proposer(tmp_path):
         assert feas.spec.identity() not in trained
         trained.add(feas.spec.identity())
         _train(study, cfg, space, proposal.params, _curve(feas, 0.5))
+
+
+def test_a_rung_counts_for_what_the_curves_say_it_predicts():
+    # Six curves trained in full: epoch 1 is noise around 0.1, epoch 3 ranks the finals. A result at epoch 3
+    # moves the predicted final accuracy and comes with a small error; one at epoch 1 comes with about the
+    # finals' own spread.
+    finals = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85]
+    curves = [[0.1 + 0.01 * (-1) ** i, f / 3, f] for i, f in enumerate(finals)]
+    lines = RungToFinal(curves, max_epochs=3)
+    assert lines.ready()
+    low, high = lines.predict(2, 0.5 / 3), lines.predict(2, 0.85 / 3)
+    assert low[0] == pytest.approx(0.5, abs=1e-6) and high[0] == pytest.approx(0.85, abs=1e-6)
+    assert high[1] < 1e-4
+    spread = float(np.var(finals))
+    first = lines.predict(1, 0.11)
+    assert first[1] > 0.5 * spread
+    assert lines.predict(3, 0.42) == (0.42, 0.0)  # a final accuracy is measured, not predicted
+    assert not RungToFinal(curves[:2], max_epochs=3).ready()
