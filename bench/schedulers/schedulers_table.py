@@ -18,28 +18,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import optuna  # noqa: E402
-
-from sksearch.config import Constraints, DatasetConfig, TrainConfig  # noqa: E402
-from sksearch.search.feasibility import check_spec  # noqa: E402
-from sksearch.search.space import SearchSpace  # noqa: E402
+from sksearch.config import DatasetConfig, StudyConfig, TrainConfig  # noqa: E402
+from sksearch.search.dryrun import distinct_networks  # noqa: E402
 
 DATA = DatasetConfig(name="synthetic", train_size=2000, test_size=100, seed=0)
 
 
 def sample_specs(n: int, seed: int) -> list[dict]:
-    space = SearchSpace.load(REPO / "search_spaces" / "tiny_cifar.yaml")
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    specs, keys = [], set()
-    while len(specs) < n:
-        trial = study.ask()
-        feas = check_spec(space.sample(trial), Constraints(), num_classes=10, input_size=[3, 32, 32])
-        study.tell(trial, 0.0)
-        if feas.feasible and feas.spec.key() not in keys:
-            keys.add(feas.spec.key())
-            specs.append({"spec": feas.spec.to_dict(), "label": feas.spec.sk.label(), "macs": feas.macs,
-                          "params": feas.params})
-    return specs
+    """n feasible specs of search_spaces/tiny_cifar.yaml that build n different networks, in the order the dry
+    run's seeded sampler draws them (sksearch.search.dryrun.distinct_networks, ArchSpec.identity).
+
+    The committed bench/tables/synthetic_curves.json was drawn before, by a copy of this loop that told specs
+    apart by their dictionaries: it holds 2 pairs of equal networks, and this function draws 24 of its 32 specs
+    in the same order (seed 0); rebuilding it would move bench_schedulers_tabular.py's figures."""
+    study = StudyConfig.model_validate({"name": "synthetic_curves", "dataset": DATA.model_dump(),
+                                        "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
+    found = distinct_networks(study, n, seed=seed, max_draws=100 * n)
+    if len(found) < n:
+        raise SystemExit(f"only {len(found)} distinct feasible networks in {100 * n} draws")
+    return [{"spec": f.spec.to_dict(), "label": f.spec.sk.label(), "macs": f.macs, "params": f.params}
+            for f in found]
 
 
 def train_one(args: tuple[dict, int]) -> dict:

@@ -95,3 +95,19 @@ def test_a_replay_spends_at_most_its_budget_and_never_beats_the_true_front(bench
     # Trained to the end in every order, FIFO finds the whole true front.
     full = sk_replay.replay(t, "random + FIFO", 1, budget=t.max_t * len(t.rows), workers=4, grace=1, rf=3)
     assert full.trials == len(t.rows) and full.hypervolume[-1] == pytest.approx(true_hv)
+
+
+def test_the_synthetic_curve_table_draws_distinct_networks_as_the_dry_run_does(monkeypatch):
+    # bench/schedulers/schedulers_table.py samples through the product's distinct_networks (not a copy of it):
+    # no two of its specs build the same network.
+    from sksearch.search.dryrun import distinct_networks
+    from sksearch.spec import ArchSpec
+
+    monkeypatch.syspath_prepend(str(REPO / "bench" / "schedulers"))
+    tables = importlib.import_module("schedulers_table")
+    specs = tables.sample_specs(12, seed=0)
+    identities = [ArchSpec.from_dict(s["spec"]).identity() for s in specs]
+    assert len(set(identities)) == 12
+    study = tables.StudyConfig.model_validate({"name": "t", "dataset": tables.DATA.model_dump(),
+                                               "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
+    assert identities == [f.spec.identity() for f in distinct_networks(study, 12, seed=0, max_draws=1200)]
