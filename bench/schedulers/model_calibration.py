@@ -47,17 +47,23 @@ def observations(table: sk_replay.SKTable, proposer: FrontGainProposer, full: np
     predicted finals, as FrontGainProposer.observations builds them."""
     feats = [spec_features(ArchSpec.from_dict(r.spec), r.macs, r.params) for r in table.rows]
     curves = RungToFinal([list(table.rows[i].curves[0]) for i in full], table.max_t)
-    top = proposer._epoch_feature(table.max_t)
     x, y, noise = [], [], []
+
+    def add(i: int, epoch: int, accuracy: float, var: float) -> None:
+        x.append(feats[i] + [proposer._epoch_feature(epoch)])
+        y.append(accuracy)
+        noise.append(var)
+
     for rows, last in ((full, table.max_t), (stopped, stopped_at)):
         for i in rows:
             curve = table.rows[i].curves[0]
-            epochs = [e for e in LADDER if e <= last] if mode != "final" else [last] if last == table.max_t else []
-            for epoch in epochs:
-                x.append(feats[i] + [proposer._epoch_feature(epoch)]), y.append(curve[epoch - 1]), noise.append(0.0)
-            if mode != "points" and last < table.max_t:
-                mean, var = curves.predict(last, curve[last - 1])
-                x.append(feats[i] + [top]), y.append(mean), noise.append(var)
+            if mode != "final":  # the ladder's epochs as points
+                for epoch in (e for e in LADDER if e <= last):
+                    add(i, epoch, curve[epoch - 1], 0.0)
+            elif last == table.max_t:  # a full row's final accuracy alone
+                add(i, last, curve[-1], 0.0)
+            if mode != "points" and last < table.max_t:  # a stopped row's final, predicted from its last rung
+                add(i, table.max_t, *curves.predict(last, curve[last - 1]))
     return x, y, noise
 
 
