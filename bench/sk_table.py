@@ -44,7 +44,10 @@ TABLE = REPO / "bench" / "tables" / "sk_bench.json"
 
 class SpecChecker:
     """The study's space, and sksearch's feasibility verdict (spec, MACs, constraints) of a sampled spec,
-    cached by the network it builds (ArchSpec.identity): shared by the replay's Optuna-driven searchers."""
+    cached by the spec as sampled: shared by the replay's Optuna-driven searchers. Not by the network it
+    builds: two specs of one network (r and L giving the same attention widths, paths in another order) answer
+    with different nearest rows, and a verdict cached for the first would make a replay depend on what other
+    replays in the same process sampled before it."""
 
     def __init__(self, cfg: Any) -> None:
         from sksearch.search.space import SearchSpace
@@ -56,18 +59,11 @@ class SpecChecker:
 
     def check(self, spec: dict[str, Any]) -> Any:
         from sksearch.search.feasibility import check_spec
-        from sksearch.spec import ArchSpec
 
-        try:
-            key = ArchSpec.from_dict(spec).identity()
-        except Exception:  # not a valid spec: check_spec says why, uncached
-            key = None
-        if key is None or key not in self._checked:
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in self._checked:
             n, size = self.geometry
-            feas = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
-            if key is None:
-                return feas
-            self._checked[key] = feas
+            self._checked[key] = check_spec(spec, self.cfg.constraints, num_classes=n, input_size=size)
         return self._checked[key]
 
 

@@ -111,3 +111,19 @@ def test_the_synthetic_curve_table_draws_distinct_networks_as_the_dry_run_does(m
     study = tables.StudyConfig.model_validate({"name": "t", "dataset": tables.DATA.model_dump(),
                                                "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
     assert identities == [f.spec.identity() for f in distinct_networks(study, 12, seed=0, max_draws=1200)]
+
+
+@pytest.mark.slow
+def test_a_replay_does_not_depend_on_the_replays_before_it_in_the_process(bench_modules):
+    # bench_sk_table.py's workers share one SpecChecker across the orders they replay. Its cache once returned
+    # the verdict of the first spec seen for a network, so a later spec of that network (other r and L, paths in
+    # another order) was answered by another row, and a replay's result depended on the pool's scheduling.
+    _, sk_replay = bench_modules
+    table = sk_replay.SKTable.load(TABLE)
+    kw = {"budget": table.max_t * len(table.rows), "workers": 4, "grace": 1, "rf": 3}
+    method = "TPE + Pareto-ASHA (sksearch)"
+    alone = sk_replay.replay(table, method, 0, sampler=sk_replay._spec_sampler(table), **kw)
+    shared = sk_replay._spec_sampler(table)
+    sk_replay.replay(table, method, 1, sampler=shared, **kw)
+    after = sk_replay.replay(table, method, 0, sampler=shared, **kw)
+    assert after.ended == alone.ended and after.hypervolume == alone.hypervolume
