@@ -39,13 +39,12 @@ TABLES = [sk_replay.REPO / "bench" / "tables" / "sk_bench.json", sk_replay.REPO 
 LADDER = (1, 3, 9)
 
 
-def observations(table: sk_replay.SKTable, proposer: FrontGainProposer, full: np.ndarray, stopped: np.ndarray,
-                 stopped_at: int, mode: str) -> tuple[list, list, list]:
+def observations(table: sk_replay.SKTable, proposer: FrontGainProposer, feats: list[list[float]], full: np.ndarray,
+                 stopped: np.ndarray, stopped_at: int, mode: str) -> tuple[list, list, list]:
     """What the proposer's GP is fitted on. "points": every ladder epoch of every row as a point in (features,
     epoch), the model before this change; "final": one point per row at the budget, the stopped rows' finals
     predicted by RungToFinal from the full rows' curves, with its variance; "both": the points and the
-    predicted finals, as FrontGainProposer.observations builds them."""
-    feats = [spec_features(ArchSpec.from_dict(r.spec), r.macs, r.params) for r in table.rows]
+    predicted finals, as FrontGainProposer.observations builds them. feats: each row's spec_features."""
     curves = RungToFinal([list(table.rows[i].curves[0]) for i in full], table.max_t)
     x, y, noise = [], [], []
 
@@ -67,18 +66,16 @@ def observations(table: sk_replay.SKTable, proposer: FrontGainProposer, full: np
     return x, y, noise
 
 
-def one_split(table: sk_replay.SKTable, proposer: FrontGainProposer, seed: int, n_full: int, stopped_at: int,
-              mode: str) -> dict[str, float]:
+def one_split(table: sk_replay.SKTable, proposer: FrontGainProposer, feats: list[list[float]], seed: int, n_full: int,
+              stopped_at: int, mode: str) -> dict[str, float]:
     from scipy.stats import spearmanr
 
     order = np.random.default_rng(seed).permutation(len(table.rows))
     full, stopped = order[:n_full], order[n_full:]
-    x, y, noise = observations(table, proposer, full, stopped, stopped_at, mode)
+    x, y, noise = observations(table, proposer, feats, full, stopped, stopped_at, mode)
     proposer._kernel = None  # a fresh fit per split
     model = proposer.fit(np.array(x), np.array(y), np.array(noise))
-    feats = [spec_features(ArchSpec.from_dict(table.rows[i].spec), table.rows[i].macs, table.rows[i].params)
-             for i in stopped]
-    mean, sd = proposer.predict(model, np.array(feats))
+    mean, sd = proposer.predict(model, np.array([feats[i] for i in stopped]))
     true = np.array([table.rows[i].final for i in stopped])
     z = (true - mean) / sd
     front = table.front_rows()
@@ -101,18 +98,19 @@ def main() -> int:
         table = sk_replay.SKTable.load(path)
         checker = sk_replay._spec_sampler(table)  # the table's study and space
         cfg, space = checker.cfg, checker.space
+        feats = [spec_features(ArchSpec.from_dict(r.spec), r.macs, r.params) for r in table.rows]
         for n_full, stopped_at in itertools.product(args.full, args.stopped_at):
             for name, mode in (("rungs as points (before)", "points"), ("predicted finals alone", "final"),
                                ("both (sksearch)", "both")):
-                rs = [one_split(table, FrontGainProposer(cfg, space), seed, n_full, stopped_at, mode)
+                rs = [one_split(table, FrontGainProposer(cfg, space), feats, seed, n_full, stopped_at, mode)
                       for seed in range(args.splits)]
                 m = {k: np.mean([r[k] for r in rs]) for k in ("rmse", "sd", "within", "rho")}
                 missed = sum(r["missed"] for r in rs)
                 front = sum(r["front"] for r in rs)
-                out.append([path.stem, n_full, stopped_at, name, f"{m['rmse']:.3f}", f"{m['sd']:.3f}", f"{100 * m['within']:.0f} %",
-                            f"{m['rho']:.2f}", f"{missed} / {front}"])
-    print(markdown_table(["table", "rows full", "others stopped at", "model", "RMSE", "median sd", "within 2 sd", "Spearman",
-                          "front members off by > 3 sd"], out))
+                out.append([path.stem, n_full, stopped_at, name, f"{m['rmse']:.3f}", f"{m['sd']:.3f}",
+                            f"{100 * m['within']:.0f} %", f"{m['rho']:.2f}", f"{missed} / {front}"])
+    print(markdown_table(["table", "rows full", "others stopped at", "model", "RMSE", "median sd", "within 2 sd",
+                          "Spearman", "front members off by > 3 sd"], out))
     return 0
 
 

@@ -24,6 +24,12 @@ from sksearch.search.dryrun import distinct_networks  # noqa: E402
 DATA = DatasetConfig(name="synthetic", train_size=2000, test_size=100, seed=0)
 
 
+def curve_study() -> StudyConfig:
+    """The study the table's specs are drawn from: tiny_cifar.yaml on DATA, no budgets."""
+    return StudyConfig.model_validate({"name": "synthetic_curves", "dataset": DATA.model_dump(),
+                                       "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
+
+
 def sample_specs(n: int, seed: int) -> list[dict]:
     """n feasible specs of search_spaces/tiny_cifar.yaml that build n different networks, in the order the dry
     run's seeded sampler draws them (sksearch.search.dryrun.distinct_networks, ArchSpec.identity).
@@ -31,9 +37,7 @@ def sample_specs(n: int, seed: int) -> list[dict]:
     The committed bench/tables/synthetic_curves.json was drawn before, by a copy of this loop that told specs
     apart by their dictionaries: it holds 2 pairs of equal networks, and this function draws 24 of its 32 specs
     in the same order (seed 0); rebuilding it would move bench_schedulers_tabular.py's figures."""
-    study = StudyConfig.model_validate({"name": "synthetic_curves", "dataset": DATA.model_dump(),
-                                        "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
-    found = distinct_networks(study, n, seed=seed, max_draws=100 * n)
+    found = distinct_networks(curve_study(), n, seed=seed, max_draws=100 * n)
     if len(found) < n:
         raise SystemExit(f"only {len(found)} distinct feasible networks in {100 * n} draws")
     return [{"spec": f.spec.to_dict(), "label": f.spec.sk.label(), "macs": f.macs, "params": f.params}

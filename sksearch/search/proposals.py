@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -84,6 +84,7 @@ class RungToFinal:
 
     curves: list[list[float]]  # full-fidelity curves (at least max_epochs long), confirmations included
     max_epochs: int
+    _lines: dict[int, tuple[float, ...]] = field(default_factory=dict, init=False, repr=False)  # epoch -> line
 
     @classmethod
     def from_trials(cls, trials: Sequence[FrozenTrial], max_epochs: int) -> RungToFinal:
@@ -98,17 +99,24 @@ class RungToFinal:
     def ready(self) -> bool:
         return len(self.curves) >= MIN_CURVES
 
+    def _line(self, epoch: int) -> tuple[float, ...]:
+        """(n, mean x, mean y, Sxx, slope, residual variance) of the line for `epoch`, fitted once per epoch."""
+        if epoch not in self._lines:
+            x = np.array([c[epoch - 1] for c in self.curves])
+            y = np.array([c[-1] for c in self.curves])
+            n, xm, ym = len(x), float(x.mean()), float(y.mean())
+            sxx = float(((x - xm) ** 2).sum())
+            # A later accuracy does not fall with an earlier one: a negative slope is noise of a few curves.
+            slope = max(float(((x - xm) * (y - ym)).sum()) / sxx, 0.0) if sxx > 1e-12 else 0.0
+            residual = float(((y - ym - slope * (x - xm)) ** 2).sum()) / max(n - 2, 1)
+            self._lines[epoch] = (n, xm, ym, sxx, slope, residual)
+        return self._lines[epoch]
+
     def predict(self, epoch: int, accuracy: float) -> tuple[float, float]:
         """Mean and variance of the full-fidelity accuracy of a curve at `accuracy` after `epoch` epochs."""
         if epoch >= self.max_epochs:
             return float(accuracy), 0.0
-        x = np.array([c[epoch - 1] for c in self.curves])
-        y = np.array([c[-1] for c in self.curves])
-        n, xm, ym = len(x), float(x.mean()), float(y.mean())
-        sxx = float(((x - xm) ** 2).sum())
-        # A later accuracy does not fall with an earlier one: a negative slope is noise of a few curves.
-        slope = max(float(((x - xm) * (y - ym)).sum()) / sxx, 0.0) if sxx > 1e-12 else 0.0
-        residual = float(((y - ym - slope * (x - xm)) ** 2).sum()) / max(n - 2, 1)
+        n, xm, ym, sxx, slope, residual = self._line(epoch)
         spread = (accuracy - xm) ** 2 / sxx if sxx > 1e-12 else 0.0
         var = residual * (1 + 1 / n + min(spread, 1e3))
         return float(np.clip(ym + slope * (accuracy - xm), 0.0, 1.0)), max(var, 1e-6)

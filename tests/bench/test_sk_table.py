@@ -108,9 +108,8 @@ def test_the_synthetic_curve_table_draws_distinct_networks_as_the_dry_run_does(m
     specs = tables.sample_specs(12, seed=0)
     identities = [ArchSpec.from_dict(s["spec"]).identity() for s in specs]
     assert len(set(identities)) == 12
-    study = tables.StudyConfig.model_validate({"name": "t", "dataset": tables.DATA.model_dump(),
-                                               "search_space": str(REPO / "search_spaces" / "tiny_cifar.yaml")})
-    assert identities == [f.spec.identity() for f in distinct_networks(study, 12, seed=0, max_draws=1200)]
+    assert identities == [f.spec.identity() for f in distinct_networks(tables.curve_study(), 12, seed=0,
+                                                                        max_draws=1200)]
 
 
 @pytest.mark.slow
